@@ -1,0 +1,139 @@
+"""Structured configs: one dataclass per config group, so a typo'd key fails at start-up.
+
+The YAML files in conf/<group>/ are validated against these schemas by Hydra
+(each group's files start from the `<group>_schema` default registered below).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING                 # short name used in results and score files
+    name_or_path: str = MISSING         # hub id, local folder, or "bundled:minilm"
+    family: str = MISSING               # "bert" (BERT/RoBERTa/MiniLM) or "t5"
+    tokenizer: Optional[str] = None     # defaults to name_or_path
+    from_config: Optional[dict[str, Any]] = None  # build random weights from this HF config (tiny test models)
+    attn_implementation: str = "sdpa"   # "sdpa" or "eager"
+    target_prefix: str = ""             # text put before every T5 target (FPT: "<extra_id_0>")
+    pooling: str = "pooler"             # BERT heads: "pooler" (as P-tuning v2) or "cls"
+    head_dropout: float = 0.1
+    dropout: Optional[float] = None     # override the backbone's dropout probabilities (FPT: 0)
+    max_new_tokens: int = 10            # greedy decoding length for text-to-text tasks
+    device_map: Optional[str] = None    # e.g. "auto" to shard a big model over several GPUs
+
+
+@dataclass
+class PromptConfig:
+    type: str = MISSING                 # "none" (full fine-tuning), "shallow" or "deep"
+    length: int = 20
+    init: str = "uniform"               # shallow: "uniform", "vocab" or "text"
+    init_range: Optional[float] = None  # shallow uniform half-width, default 1/sqrt(d_model)
+    init_text: str = ""                 # shallow init="text"
+    projection: bool = False            # deep: P-tuning v2 reparameterization MLP
+    projection_hidden: int = 512
+    dropout: float = 0.0                # deep: dropout on the prefix
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    type: str = "classification"        # classification | regression (more kinds come with the task issue)
+    hub: Optional[list[str]] = None     # datasets.load_dataset args, e.g. [glue, rte]
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
+    data_dir: Optional[str] = None      # local files in the official format (overrides hub)
+    format: str = "tsv"                 # local file format: tsv | jsonl | csv
+    files: dict[str, str] = field(default_factory=dict)  # split -> file name inside data_dir
+    header: bool = True                 # tsv/csv: first line is a header
+    column_names: Optional[list[str]] = None  # tsv/csv without header
+    text_fields: list[str] = MISSING    # one or two input columns (BERT: a sentence pair)
+    label_field: str = "label"
+    labels: list[str] = field(default_factory=list)      # raw label values, in class-index order
+    verbalizers: list[str] = field(default_factory=list)  # T5 target text per label
+    template: str = MISSING             # T5 input text, e.g. "rte sentence1: {sentence1} sentence2: {sentence2}"
+    metrics: list[str] = field(default_factory=lambda: ["accuracy"])
+    metric: str = "accuracy"            # selection metric (higher is better)
+    max_length: int = 128
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    shuffle_seed: int = 0               # order before max_train_samples is applied ("first N shuffled rows")
+
+
+@dataclass
+class StageConfig:
+    layers: Optional[float] = None      # int = layer count, float < 1 = fraction of layers, None = all
+    ffn_ratio: float = 1.0              # fraction of FFN neurons kept
+    fraction: Optional[float] = None    # share of trainer.max_steps (or give steps)
+    steps: Optional[int] = None
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "none"
+    stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
+    reduce_decoder: bool = False
+    new_layer_prefix: str = "copy"      # deep prompts: a joining layer's prefix: "init" or "copy"
+    num_score_examples: int = 1000
+    score_seed: int = 0
+    scores_path: Optional[str] = None
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"                 # adamw | adafactor
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "linear"            # linear | constant
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    max_grad_norm: Optional[float] = 1.0
+    scale_parameter: bool = False       # Adafactor
+    relative_step: bool = False
+    warmup_init: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: Optional[int] = None     # either max_steps or epochs
+    epochs: Optional[float] = None
+    batch_size: int = 32                # global batch (split over DDP ranks and accumulation)
+    grad_accum: int = 1
+    eval_every: int = 100
+    eval_batch_size: int = 64
+    save_every: Optional[int] = None    # checkpoint every N steps (default: eval_every)
+    device: str = "auto"                # auto | cpu | cuda | cuda:1 ...
+    bf16: bool = True                   # autocast to bf16 on CUDA
+    resume: bool = True                 # continue a killed run (same run dir or same config)
+    skip_completed: bool = True         # a finished run with this exact config is not run again
+    progress: bool = True
+    log_every: int = 10
+    num_workers: int = 0
+    threads: Optional[int] = None       # torch CPU threads
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    task: TaskConfig = MISSING
+    prompt: PromptConfig = MISSING
+    schedule: ScheduleConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 42
+    output_root: str = "outputs"
+    run_dir: Optional[str] = None       # set at start-up to Hydra's output folder
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for group, node in [("model", ModelConfig), ("task", TaskConfig), ("prompt", PromptConfig),
+                        ("schedule", ScheduleConfig), ("optim", OptimConfig), ("trainer", TrainerConfig)]:
+        cs.store(group=group, name=f"{group}_schema", node=node)

@@ -1,0 +1,157 @@
+"""A frozen backbone plus what is trained: the soft prompt (shallow or deep) and, for encoders, a head.
+
+PromptedEncoder: BERT-like models with a task head (P-tuning v2 style).
+PromptedSeq2Seq: T5 models doing the task text-to-text, scored by greedy decoding (FPT style).
+Both take a batch dict from fpt.tasks.collate and return {"loss", "logits"/...}.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..prompts import DeepPrompt, ShallowPrompt
+
+
+class PromptedModel(nn.Module):
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg):
+        super().__init__()
+        self.backbone, self.family, self.prompt_type = backbone, family, prompt_cfg.type
+        self.model_cfg = model_cfg
+        dims = family.dims(backbone.config)
+        sites = family.attention_sites(backbone)
+        self.site_names = [name for name, _ in sites]
+        self.sites = [module for _, module in sites]  # a plain list: the modules stay registered under backbone
+        for module in self.sites:
+            module.fpt_eager = family.eager_attention  # the kernel "fpt_eager" wraps for this family
+        self.shallow = self.deep = None
+        if prompt_cfg.type == "shallow":
+            ids = _init_token_ids(prompt_cfg, tokenizer, dims["vocab"])
+            self.shallow = ShallowPrompt(prompt_cfg.length, dims["hidden"], prompt_cfg.init,
+                                         backbone.get_input_embeddings(), ids, prompt_cfg.init_range)
+        elif prompt_cfg.type == "deep":
+            self.deep = DeepPrompt(len(self.site_names), prompt_cfg.length, dims["heads"], dims["head_dim"],
+                                   prompt_cfg.projection, prompt_cfg.projection_hidden, prompt_cfg.dropout)
+        if prompt_cfg.type != "none":
+            backbone.requires_grad_(False)
+        self.prefix_visible = None  # tests: a [P] bool mask over the deep prefix
+        self.active_sites = None    # growth: which sites' prefixes are in use (None = all)
+
+    @property
+    def shallow_length(self) -> int:
+        return self.shallow.length if self.shallow is not None else 0
+
+    def deep_prompt(self):
+        """Context in which every attention site attends to its prefix."""
+        if self.deep is None:
+            return contextlib.nullcontext()
+        return self.deep.injected(self.sites, self.active_sites, self.prefix_visible)
+
+    def extend_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.shallow is None:
+            return attention_mask
+        ones = attention_mask.new_ones(attention_mask.shape[0], self.shallow.length)
+        return torch.cat([ones, attention_mask], dim=1)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+
+def _init_token_ids(prompt_cfg, tokenizer, vocab_size: int):
+    if prompt_cfg.init == "text":
+        if not prompt_cfg.init_text:
+            raise ValueError("prompt.init=text needs prompt.init_text")
+        return tokenizer(prompt_cfg.init_text, add_special_tokens=False)["input_ids"]
+    if prompt_cfg.init == "vocab":  # Lester et al.: sample from the 5,000 most common tokens (low ids)
+        g = torch.Generator().manual_seed(0)
+        return torch.randint(min(5000, vocab_size), (prompt_cfg.length,), generator=g).tolist()
+    return None
+
+
+class ClassificationHead(nn.Module):
+    """P-tuning v2's head: the backbone's (frozen) pooler on [CLS], dropout, a linear layer."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float, pooler: nn.Module | None):
+        super().__init__()
+        self.pooler = [pooler]  # a list so the frozen pooler is not registered twice
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        pooler = self.pooler[0]
+        pooled = pooler(hidden_states) if pooler is not None else hidden_states[:, 0]
+        return self.classifier(self.dropout(pooled))
+
+
+class PromptedEncoder(PromptedModel):
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, task_cfg, num_labels):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg)
+        self.task_type = task_cfg.type
+        hidden = family.dims(backbone.config)["hidden"]
+        pooler = getattr(backbone, "pooler", None) if model_cfg.pooling == "pooler" else None
+        self.head = ClassificationHead(hidden, 1 if task_cfg.type == "regression" else num_labels,
+                                       model_cfg.head_dropout, pooler)
+        if self.shallow is not None:  # after the embeddings so real tokens keep their positions
+            backbone.embeddings.register_forward_hook(self._prepend_shallow)
+
+    def _prepend_shallow(self, module, inputs, output):
+        return torch.cat([self.shallow(output.shape[0]).to(output.dtype), output], dim=1)
+
+    def encode(self, batch) -> torch.Tensor:
+        """Hidden states of the real tokens (the shallow prompt's positions removed)."""
+        with self.deep_prompt():
+            out = self.backbone(input_ids=batch["input_ids"], attention_mask=self.extend_mask(batch["attention_mask"]),
+                                token_type_ids=batch.get("token_type_ids"))
+        return out.last_hidden_state[:, self.shallow_length:]
+
+    def forward(self, batch) -> dict:
+        logits = self.head(self.encode(batch))
+        out = {"logits": logits}
+        if "label" in batch:
+            if self.task_type == "regression":
+                out["loss"] = F.mse_loss(logits.squeeze(-1).float(), batch["label"].float())
+            else:
+                out["loss"] = F.cross_entropy(logits.float(), batch["label"])
+        return out
+
+    @torch.no_grad()
+    def predict(self, batch) -> list:
+        logits = self.forward({k: v for k, v in batch.items() if k != "label"})["logits"]
+        if self.task_type == "regression":
+            return logits.squeeze(-1).float().tolist()
+        return logits.argmax(-1).tolist()
+
+
+class PromptedSeq2Seq(PromptedModel):
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg)
+        self.tokenizer = tokenizer
+
+    def encoder_inputs(self, batch):
+        embeds = self.backbone.get_input_embeddings()(batch["input_ids"])
+        if self.shallow is not None:
+            embeds = torch.cat([self.shallow(embeds.shape[0]).to(embeds.dtype), embeds], dim=1)
+        return embeds, self.extend_mask(batch["attention_mask"])
+
+    def forward(self, batch) -> dict:
+        embeds, mask = self.encoder_inputs(batch)
+        with self.deep_prompt():
+            out = self.backbone(inputs_embeds=embeds, attention_mask=mask, labels=batch["labels"])
+        return {"loss": out.loss, "logits": out.logits}
+
+    @torch.no_grad()
+    def generate(self, batch, max_new_tokens: int | None = None) -> torch.Tensor:
+        """Greedy decoding (with the KV cache), as FPT scores text-to-text tasks."""
+        embeds, mask = self.encoder_inputs(batch)
+        with self.deep_prompt():
+            return self.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
+                                          max_new_tokens=max_new_tokens or self.model_cfg.max_new_tokens)
+
+    @torch.no_grad()
+    def predict_text(self, batch, max_new_tokens: int | None = None) -> list[str]:
+        ids = self.generate(batch, max_new_tokens)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        prefix = self.model_cfg.target_prefix.strip()
+        return [t.replace(prefix, "", 1).strip() if prefix else t.strip() for t in texts]

@@ -1,0 +1,164 @@
+"""Soft prompts.
+
+ShallowPrompt (Lester et al.): P trainable vectors in front of the input embeddings.
+DeepPrompt (P-tuning v2): a trainable key/value prefix of length P in every attention "site"
+(BERT self-attention; T5 encoder self, decoder self and decoder cross attention).
+
+Deep prompts are injected by our own attention function, not through `past_key_values`
+(transformers 5.x drops those in T5's encoder and has none for some families). Each model is
+loaded with `attn_implementation="fpt_sdpa"` (or "fpt_eager"); that function looks for a prefix
+on the calling attention module, prepends it to the keys and values, widens the mask and (T5)
+the relative position bias with P visible columns, and then calls the ordinary sdpa or eager
+kernel. Queries and positions of the real tokens are untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+
+
+# --------------------------------------------------------------------------- shallow prompt
+class ShallowPrompt(nn.Module):
+    """P soft tokens prepended to the input embeddings."""
+
+    def __init__(self, length: int, hidden_size: int, init: str = "uniform",
+                 word_embeddings: nn.Embedding | None = None, init_token_ids: list[int] | None = None,
+                 init_range: float | None = None):
+        super().__init__()
+        self.length = length
+        weight = torch.empty(length, hidden_size)
+        if init == "uniform":  # FPT: U(-r, r) with r = 1/sqrt(d_model) unless given
+            r = init_range if init_range is not None else 1.0 / math.sqrt(hidden_size)
+            nn.init.uniform_(weight, -r, r)
+        elif init in ("vocab", "text"):
+            if word_embeddings is None or not init_token_ids:
+                raise ValueError(f"prompt.init={init!r} needs the word embeddings and token ids to copy")
+            ids = torch.tensor(init_token_ids)[torch.arange(length) % len(init_token_ids)]
+            weight.copy_(word_embeddings.weight[ids].detach())
+        else:
+            raise ValueError(f"prompt.init={init!r}: expected one of uniform, vocab, text")
+        self.embeds = nn.Parameter(weight)
+
+    def forward(self, batch_size: int) -> torch.Tensor:
+        return self.embeds.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+# --------------------------------------------------------------------------- deep prompt
+class DeepPrompt(nn.Module):
+    """A key/value prefix for each attention site: forward() -> [sites, 2, heads, P, head_dim].
+
+    With `projection=True` (P-tuning v2's reparameterization) the prefixes are produced by an MLP
+    from P trainable embeddings: Embedding(P, d) -> Linear(d, hidden) -> tanh -> Linear(hidden, sites*2*d).
+    """
+
+    def __init__(self, num_sites: int, length: int, num_heads: int, head_dim: int,
+                 projection: bool = False, projection_hidden: int = 512, dropout: float = 0.0):
+        super().__init__()
+        self.num_sites, self.length, self.num_heads, self.head_dim = num_sites, length, num_heads, head_dim
+        width = num_heads * head_dim
+        if projection:
+            self.embeds = nn.Parameter(torch.randn(length, width))
+            self.mlp = nn.Sequential(nn.Linear(width, projection_hidden), nn.Tanh(),
+                                     nn.Linear(projection_hidden, num_sites * 2 * width))
+        else:  # N(0, 1) as P-tuning v2's nn.Embedding default
+            self.embeds = nn.Parameter(torch.randn(length, num_sites * 2 * width))
+            self.mlp = None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self) -> torch.Tensor:
+        flat = self.mlp(self.embeds) if self.mlp is not None else self.embeds  # [P, sites*2*width]
+        flat = self.dropout(flat)
+        prefix = flat.view(self.length, self.num_sites, 2, self.num_heads, self.head_dim)
+        return prefix.permute(1, 2, 3, 0, 4)  # [sites, 2, H, P, D]
+
+    def site_params(self, site: int) -> torch.Tensor:
+        """Raw trainable rows that belong to one site (no projection): [P, 2*width]."""
+        if self.mlp is not None:
+            raise ValueError("per-site prefixes are not separate parameters with prompt.projection=true")
+        width = self.num_heads * self.head_dim
+        return self.embeds.view(self.length, self.num_sites, 2 * width)[:, site]
+
+    @contextlib.contextmanager
+    def injected(self, sites: list[nn.Module], active: list[bool] | None = None,
+                 visible: torch.Tensor | None = None):
+        """Within the block, every attention module in `sites` attends to its prefix.
+
+        `active[i] = False` leaves site i without prefix (a layer absent from a growth stage);
+        `visible` ([P] bool) masks prefix positions (tests use all-False to recover the plain model).
+        """
+        prefixes = self()
+        try:
+            for i, module in enumerate(sites):
+                if active is None or active[i]:
+                    module.fpt_prefix = (prefixes[i, 0], prefixes[i, 1], visible)
+            yield
+        finally:
+            for module in sites:
+                module.fpt_prefix = None
+
+
+# --------------------------------------------------------------------------- injection
+def _prefix_columns(visible: torch.Tensor | None, like: torch.Tensor, length: int) -> torch.Tensor:
+    """Mask columns for the prefix, in the dtype convention of `like` (bool keep-mask or additive float)."""
+    shape = (*like.shape[:-1], length)
+    if visible is None:
+        keep = torch.ones(shape, dtype=torch.bool, device=like.device)
+    else:
+        keep = visible.to(like.device).view(1, 1, 1, length).expand(shape)
+    if like.dtype == torch.bool:
+        return keep
+    return torch.zeros(shape, dtype=like.dtype, device=like.device).masked_fill(~keep, torch.finfo(like.dtype).min)
+
+
+def _causal_keep_mask(q_len: int, k_len: int, device) -> torch.Tensor:
+    """Bottom-right aligned causal mask (query i sees keys up to i + k_len - q_len)."""
+    q = torch.arange(q_len, device=device)[:, None] + (k_len - q_len)
+    return (torch.arange(k_len, device=device)[None, :] <= q).view(1, 1, q_len, k_len)
+
+
+def _with_prefix(module, query, key, value, attention_mask, position_bias):
+    prefix_k, prefix_v, visible = module.fpt_prefix
+    batch, length = key.shape[0], prefix_k.shape[-2]
+    key = torch.cat([prefix_k.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1), key], dim=2)
+    value = torch.cat([prefix_v.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1), value], dim=2)
+    q_len, k_len = query.shape[2], key.shape[2] - length
+    if attention_mask is None:  # the kernel would have assumed "all visible" or top-left causal
+        if getattr(module, "is_causal", False) and q_len > 1:
+            attention_mask = _causal_keep_mask(q_len, k_len, query.device)
+        elif visible is not None:
+            attention_mask = torch.ones(1, 1, q_len, k_len, dtype=torch.bool, device=query.device)
+    if attention_mask is not None:
+        attention_mask = torch.cat([_prefix_columns(visible, attention_mask, length), attention_mask], dim=-1)
+    if position_bias is not None:  # T5: the prefix has no relative position, so zero bias
+        pad = position_bias.new_zeros(*position_bias.shape[:-1], length)
+        position_bias = torch.cat([pad, position_bias], dim=-1)
+    return key, value, attention_mask, position_bias
+
+
+def _make_prefix_attention(base):
+    def attention(module, query, key, value, attention_mask, position_bias=None, **kwargs):
+        if getattr(module, "fpt_prefix", None) is not None:
+            key, value, attention_mask, position_bias = _with_prefix(
+                module, query, key, value, attention_mask, position_bias)
+        if position_bias is not None:
+            kwargs["position_bias"] = position_bias
+        if attention_mask is not None and attention_mask.dtype == torch.bool and base is None:
+            # eager kernels add the mask: turn a keep-mask into an additive one
+            attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device
+                                         ).masked_fill(~attention_mask, torch.finfo(query.dtype).min)
+        kernel = base if base is not None else module.fpt_eager
+        return kernel(module, query, key, value, attention_mask, **kwargs)
+    return attention
+
+
+PREFIX_ATTENTION = {"sdpa": "fpt_sdpa", "eager": "fpt_eager"}
+AttentionInterface.register("fpt_sdpa", _make_prefix_attention(sdpa_attention_forward))
+AttentionInterface.register("fpt_eager", _make_prefix_attention(None))
+AttentionMaskInterface.register("fpt_sdpa", sdpa_mask)
+AttentionMaskInterface.register("fpt_eager", eager_mask)

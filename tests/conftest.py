@@ -1,0 +1,33 @@
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="fpt-hf-"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def compose(*overrides: str):
+    """The config train.py would see for these command-line overrides."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from fpt import CONF_DIR
+    from fpt.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def shared_data():
+    """../shared/data, or skip (fail when FPT_REQUIRE_SHARED_DATA=1, as in CI)."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("FPT_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"FPT_REQUIRE_SHARED_DATA=1 but {SHARED_DATA} does not exist")
+        pytest.skip(f"real benchmark data not found at {SHARED_DATA}")
+    return SHARED_DATA
