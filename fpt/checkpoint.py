@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 
-def _atomic(path: Path, write) -> None:
+def _atomic(path: Path, write, before_rename=None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,6 +27,8 @@ def _atomic(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     except BaseException as err:
         if os.path.exists(tmp):
@@ -73,8 +75,8 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path, state: dict) -> None:
-    _atomic(path, lambda f: torch.save(state, f))
+def save_checkpoint(path, state: dict, before_rename=None) -> None:
+    _atomic(path, lambda f: torch.save(state, f), before_rename)
 
 
 def load_checkpoint(path) -> dict:

@@ -181,8 +181,8 @@ class Trainer:
                  "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
                  "rng": rng_state(), "best": self.best, "train_flops": self.train_flops,
                  "train_seconds": self.train_seconds}
-        _fault("checkpoint_write", self.step)
-        save_checkpoint(self.ckpt_path, state)
+        step = self.step
+        save_checkpoint(self.ckpt_path, state, before_rename=lambda: _fault("checkpoint_write", step))
 
     def load(self) -> bool:
         if not (self.tcfg.resume and self.ckpt_path.is_file()):

@@ -1,0 +1,141 @@
+"""train.py end to end in subprocesses: outputs, SIGKILL and resume, crash mid-checkpoint, clear errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=12", "trainer.eval_every=4",
+        "trainer.batch_size=8", "trainer.eval_batch_size=50", "task.max_eval_samples=100", "trainer.threads=1",
+        "trainer.progress=false"]
+
+
+def train(run_dir: Path, *overrides: str, fault: str | None = None, root: Path | None = None):
+    """Run train.py into run_dir; runs look for earlier runs of the same config under `root` (default: run_dir)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("FPT_FAULT", None)
+    if fault:
+        env["FPT_FAULT"] = fault
+    cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}",
+           f"output_root={root or run_dir}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc.output = proc.stdout + proc.stderr
+    return proc
+
+
+def test_run_writes_every_output(tmp_path):
+    run = tmp_path / "run"
+    proc = train(run, *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    for key in ["task", "model", "prompt", "schedule", "seed", "steps", "best_step", "metric", "best", "final",
+                "trainable_params", "train_seconds", "train_flops", "status"]:
+        assert key in results, key
+    assert results["status"] == "completed" and results["steps"] == 12
+    assert results["task"] == "sample_sentiment" and results["model"] == "tiny-bert"
+    assert 0.0 <= results["final"]["accuracy"] <= 1.0 and results["train_flops"] > 0
+    tensors = load_file(run / "trainable_final.safetensors")
+    assert set(tensors) == {"deep.embeds", "head.classifier.weight", "head.classifier.bias"}
+    assert results["trainable_params"] == sum(t.numel() for t in tensors.values())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "eval" in x] == [4, 8, 12]
+    assert any((run / "tensorboard").iterdir())
+    assert "prompt:" in (run / "config.yaml").read_text()
+
+
+def _final(run: Path):
+    return load_file(run / "trainable_final.safetensors"), json.loads((run / "results.json").read_text())
+
+
+def test_sigkilled_run_resumes_bitwise(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert train(full, *TINY).returncode == 0
+    proc = train(killed, *TINY, fault="after_step:6")  # dies after the checkpoint of step 4
+    assert proc.returncode == -9
+    assert not (killed / "results.json").exists()
+    assert torch.load(killed / "checkpoint" / "last.pt", weights_only=False)["step"] == 4
+    proc = train(killed, *TINY)  # the same command again
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (a, ra), (b, rb) = _final(full), _final(killed)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert ra["final"] == rb["final"] and ra["best"] == rb["best"] and ra["best_step"] == rb["best_step"]
+    assert ra["train_flops"] == rb["train_flops"]
+    evals = [json.loads(x)["step"] for x in (killed / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert evals == [4, 8, 12]  # the log was cut back to the checkpoint, no duplicated steps
+
+
+def test_kill_while_writing_checkpoint_keeps_previous_one(tmp_path):
+    run = tmp_path / "run"
+    proc = train(run, *TINY, fault="checkpoint_write:8")  # killed after writing the new file, before the rename
+    assert proc.returncode == -9
+    state = torch.load(run / "checkpoint" / "last.pt", weights_only=False)
+    assert state["step"] == 4  # the complete previous checkpoint, not a torn one
+    proc = train(run, *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    full = tmp_path / "full"
+    train(full, *TINY)
+    assert torch.equal(_final(run)[0]["deep.embeds"], _final(full)[0]["deep.embeds"])
+
+
+def test_same_command_in_new_folder_resumes_or_skips(tmp_path):
+    """Without hydra.run.dir a rerun gets a new time-stamped folder: the earlier run of the same config is found."""
+    first = tmp_path / "a"
+    assert train(first, *TINY, fault="after_step:6", root=tmp_path).returncode == -9
+    second = tmp_path / "b"
+    proc = train(second, *TINY, root=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming the unfinished run" in proc.output and (first / "results.json").exists()
+    third = tmp_path / "c"
+    proc = train(third, *TINY, root=tmp_path)
+    assert proc.returncode == 0 and "already completed" in proc.output
+    assert not (third / "results.json").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["promt=deep"], "promt"),
+    (["task=sst3"], "task/sst3"),
+    (["prompt.lenght=4"], "lenght"),
+    (["model=gpt9"], "model/gpt9"),
+    (["task=sst2", "task.data_dir=/no/such/folder"], "/no/such/folder/train.tsv"),
+    (["optim.lr=abc"], "optim.lr"),
+])
+def test_bad_input_fails_fast_naming_the_problem(tmp_path, overrides, message):
+    proc = train(tmp_path / "run", *TINY, *overrides)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+
+
+def _write_task_files(folder: Path, train_rows: list[str]):
+    folder.mkdir()
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(train_rows) + "\n")
+    (folder / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\na bad film\t0\n")
+
+
+def test_malformed_label_names_file_row_and_value(tmp_path):
+    data = tmp_path / "data"
+    _write_task_files(data, ["good movie\t1", "bad movie\t0", "odd movie\tmaybe"])
+    proc = train(tmp_path / "run", *TINY, "task=sst2", f"task.data_dir={data}")
+    assert proc.returncode != 0
+    assert f"{data / 'train.tsv'}:4" in proc.stderr and "'maybe'" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_row_with_extra_field_names_file(tmp_path):
+    data = tmp_path / "data"
+    _write_task_files(data, ["good movie\t1", "bad movie\t0\textra", "ok movie\t1"])
+    proc = train(tmp_path / "run", *TINY, "task=sst2", f"task.data_dir={data}")
+    assert proc.returncode != 0
+    assert str(data / "train.tsv") in proc.stderr, proc.stderr[-2000:]
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path):
+    proc = train(tmp_path / "run", *TINY, "optim.lr=1e30", "optim.max_grad_norm=null")
+    assert proc.returncode != 0
+    assert "loss is nan" in proc.stderr.lower() or "loss is inf" in proc.stderr.lower(), proc.stderr[-2000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and "loss is" in results["error"]
