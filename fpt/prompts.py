@@ -77,6 +77,14 @@ class DeepPrompt(nn.Module):
         prefix = flat.view(self.length, self.num_sites, 2, self.num_heads, self.head_dim)
         return prefix.permute(1, 2, 3, 0, 4)  # [sites, 2, H, P, D]
 
+    @torch.no_grad()
+    def init_from_activations(self, keys_values: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Start each site's prefix from real keys/values ([H, P, D] each), e.g. of vocabulary tokens."""
+        if self.mlp is not None:
+            raise ValueError("prompt.init=vocab|text sets the prefix directly; it needs prompt.projection=false")
+        stacked = torch.stack([torch.stack([k, v]) for k, v in keys_values])  # [sites, 2, H, P, D]
+        self.embeds.copy_(stacked.permute(3, 0, 1, 2, 4).reshape(self.length, -1))
+
     def site_params(self, site: int) -> torch.Tensor:
         """Raw trainable rows that belong to one site (no projection): [P, 2*width]."""
         if self.mlp is not None:
@@ -101,6 +109,18 @@ class DeepPrompt(nn.Module):
         finally:
             for module in sites:
                 module.fpt_prefix = None
+
+
+@contextlib.contextmanager
+def captured_keys_values(sites: list[nn.Module]):
+    """Record the keys and values each attention site computes (before any prefix) inside the block."""
+    for module in sites:
+        module.fpt_capture = []
+    try:
+        yield [module.fpt_capture for module in sites]
+    finally:
+        for module in sites:
+            module.fpt_capture = None
 
 
 # --------------------------------------------------------------------------- injection
@@ -143,6 +163,8 @@ def _with_prefix(module, query, key, value, attention_mask, position_bias):
 
 def _make_prefix_attention(base):
     def attention(module, query, key, value, attention_mask, position_bias=None, **kwargs):
+        if getattr(module, "fpt_capture", None) is not None:
+            module.fpt_capture.append((key.detach(), value.detach()))
         if getattr(module, "fpt_prefix", None) is not None:
             key, value, attention_mask, position_bias = _with_prefix(
                 module, query, key, value, attention_mask, position_bias)

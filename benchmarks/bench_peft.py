@@ -1,0 +1,117 @@
+"""Training throughput: fpt deep prompts vs Hugging Face PEFT PrefixTuning, same model, data, P and batch.
+
+    python benchmarks/bench_peft.py [--steps 20] [--rounds 3] [--prompt-length 20] [--batch-size 32]
+
+Both train MiniLM (all-MiniLM-L6-v2) on SST-2 rows (../shared/data, or the bundled sample), in the same
+process, alternating in rounds so machine noise hits both alike. Prints examples/s for each, their
+ratio, and our train-step time over the frozen model's plain forward time on the same batches.
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from peft import PrefixTuningConfig, TaskType, get_peft_model  # noqa: E402
+from transformers import AutoModel, BertForSequenceClassification  # noqa: E402
+
+from fpt import CONF_DIR  # noqa: E402
+from fpt.config import register_configs  # noqa: E402
+from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
+from fpt.tasks import collate, encode, read_rows  # noqa: E402
+
+SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "GLUE" / "SST-2"
+
+
+def config(prompt_length: int):
+    register_configs()
+    data = [f"task.data_dir={SHARED_SST2}", "task=sst2"] if SHARED_SST2.is_dir() else []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=["prompt=deep", f"prompt.length={prompt_length}", "task.max_length=64",
+                                            "task.max_train_samples=2000", *data])
+
+
+def batches(cfg, tokenizer, batch_size: int, count: int):
+    feats = encode(cfg.task, read_rows(cfg.task, "train"), tokenizer, seq2seq=False)
+    return [collate([feats[(i * batch_size + j) % len(feats)] for j in range(batch_size)], tokenizer.pad_token_id)
+            for i in range(count)]
+
+
+def timed_steps(step_fn, data) -> float:
+    start = time.perf_counter()
+    for batch in data:
+        step_fn(batch)
+    return time.perf_counter() - start
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--prompt-length", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is least noisy on a shared machine)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = config(args.prompt_length)
+    tokenizer = load_tokenizer(cfg.model)
+    data = batches(cfg, tokenizer, args.batch_size, args.steps)
+
+    ours = build_model(cfg, tokenizer, num_labels=2).train()
+    ours_opt = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-2)
+
+    def ours_step(batch):
+        ours(batch)["loss"].backward()
+        ours_opt.step()
+        ours_opt.zero_grad(set_to_none=True)
+
+    path = resolve_path(cfg.model.name_or_path)
+    base = BertForSequenceClassification.from_pretrained(path, num_labels=2, attn_implementation="sdpa")
+    peft = get_peft_model(base, PrefixTuningConfig(task_type=TaskType.SEQ_CLS,
+                                                   num_virtual_tokens=args.prompt_length)).train()
+    peft_opt = torch.optim.AdamW([p for p in peft.parameters() if p.requires_grad], lr=1e-2)
+
+    def peft_step(batch):
+        out = peft(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   token_type_ids=batch["token_type_ids"], labels=batch["label"])
+        out.loss.backward()
+        peft_opt.step()
+        peft_opt.zero_grad(set_to_none=True)
+
+    frozen = AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+
+    @torch.no_grad()
+    def forward_only(batch):
+        frozen(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+               token_type_ids=batch["token_type_ids"])
+
+    for fn in (ours_step, peft_step, forward_only):  # warm-up
+        timed_steps(fn, data[:2])
+    totals = {"fpt": 0.0, "peft": 0.0, "forward": 0.0}
+    for r in range(args.rounds):
+        order = [("fpt", ours_step), ("peft", peft_step), ("forward", forward_only)]
+        if r % 2:
+            order.reverse()
+        for name, fn in order:
+            totals[name] += timed_steps(fn, data)
+    examples = args.rounds * args.steps * args.batch_size
+    ours_eps, peft_eps = examples / totals["fpt"], examples / totals["peft"]
+    print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, P={args.prompt_length}, "
+          f"{args.rounds} rounds x {args.steps} steps, data: {'SST-2' if SHARED_SST2.is_dir() else 'bundled sample'}")
+    print(f"fpt deep prompt      : {ours_eps:8.1f} examples/s")
+    print(f"PEFT PrefixTuning    : {peft_eps:8.1f} examples/s")
+    print(f"ratio fpt / PEFT     : {ours_eps / peft_eps:8.3f}x")
+    print(f"fpt train step / frozen forward: {totals['fpt'] / totals['forward']:.3f}x")
+    print(f"PEFT train step / frozen forward: {totals['peft'] / totals['forward']:.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
