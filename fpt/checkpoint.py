@@ -84,12 +84,16 @@ def load_checkpoint(path) -> dict:
 
 
 # --------------------------------------------------------------------------- finding a run to resume
+# trainer.* keys that change how a run is executed or displayed, not its results (fpt.collect ignores them too)
+RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "num_workers", "threads", "device")
+
+
 def config_fingerprint(cfg) -> str:
     """A hash of everything that defines a run (not where it is written or how it is displayed)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_dir", None)
     trainer = plain.get("trainer", {})
-    for key in ("resume", "skip_completed", "progress", "log_every", "num_workers", "threads", "device"):
+    for key in RUNTIME_KEYS:
         trainer.pop(key, None)
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -21,7 +21,7 @@ class ModelConfig:
     from_config: Optional[dict[str, Any]] = None  # build random weights from this HF config (tiny test models)
     attn_implementation: str = "sdpa"   # "sdpa" or "eager"
     target_prefix: str = ""             # text put before every T5 target (FPT: "<extra_id_0>")
-    pooling: str = "pooler"             # BERT heads: "pooler" (as P-tuning v2) or "cls"
+    pooling: str = "pooler"             # BERT heads: "pooler" (as P-tuning v2), "cls" or "mean"
     head_dropout: float = 0.1
     dropout: Optional[float] = None     # override the backbone's dropout probabilities (FPT: 0)
     max_new_tokens: int = 10            # greedy decoding length for text-to-text tasks
@@ -32,7 +32,7 @@ class ModelConfig:
 class PromptConfig:
     type: str = MISSING                 # "none" (full fine-tuning), "shallow" or "deep"
     length: int = 20
-    init: str = "uniform"               # shallow: "uniform", "vocab" or "text"
+    init: str = "uniform"               # shallow: uniform | vocab | text; deep: normal | vocab | text
     init_range: Optional[float] = None  # shallow uniform half-width, default 1/sqrt(d_model)
     init_text: str = ""                 # shallow init="text"
     projection: bool = False            # deep: P-tuning v2 reparameterization MLP
@@ -43,11 +43,15 @@ class PromptConfig:
 @dataclass
 class TaskConfig:
     name: str = MISSING
-    type: str = "classification"        # classification | regression (more kinds come with the task issue)
+    # kind of task (fpt/task_kinds/): classification | regression | multiple_choice | record |
+    # token_classification | span_qa | generation
+    type: str = "classification"
     hub: Optional[list[str]] = None     # datasets.load_dataset args, e.g. [glue, rte]
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
     data_dir: Optional[str] = None      # local files in the official format (overrides hub)
-    format: str = "tsv"                 # local file format: tsv | jsonl | csv
+    # local file format: tsv | csv | jsonl, or an official format read by fpt/task_kinds/formats.py:
+    # squad_json | conll | spert_json | srl | multirc_jsonl | record_jsonl
+    format: str = "tsv"
     files: dict[str, str] = field(default_factory=dict)  # split -> file name inside data_dir
     header: bool = True                 # tsv/csv: first line is a header
     column_names: Optional[list[str]] = None  # tsv/csv without header
@@ -62,6 +66,30 @@ class TaskConfig:
     max_train_samples: Optional[int] = None
     max_eval_samples: Optional[int] = None
     shuffle_seed: int = 0               # order before max_train_samples is applied ("first N shuffled rows")
+    rename: dict[str, str] = field(default_factory=dict)  # local files: column renames (file name -> task name)
+    derive: list[str] = field(default_factory=list)       # derived columns (fpt/task_kinds/formats.py DERIVED)
+    text_variants: dict[str, list[str]] = field(default_factory=dict)  # named alternative text_fields (templates)
+    text_variant: Optional[str] = None  # pick one of text_variants instead of text_fields
+    test_splits: list[str] = field(default_factory=list)  # also scored at every eval as "<split>_<metric>"
+    group_field: Optional[str] = None   # classification: question id template (MultiRC's per-question EM)
+    choice_fields: list[str] = field(default_factory=list)  # multiple_choice: columns filled into "{choice}"
+    tokens_field: str = "tokens"        # token_classification: word list column
+    tags_field: str = "tags"            # token_classification: tag list column (strings or class indices)
+    tag_scheme: str = "IOB2"            # IOB1: tags are converted to IOB2 when read (CoNLL-2003's files)
+    tag_types: list[str] = field(default_factory=list)  # labels = O, B-t, I-t for each type t (instead of labels)
+    predicate_field: Optional[str] = None  # SRL: predicate word index, appended after [SEP] as a 2nd segment
+    conll_columns: list[int] = field(default_factory=lambda: [0, -1])  # format conll: token and tag column
+    answers_field: str = "answers"      # span_qa / record: gold answers column
+    allow_no_answer: bool = False       # span_qa: SQuAD 2.0 (unanswerable questions, null-score threshold)
+    no_answer_text: str = "no answer"   # span_qa text-to-text: target for unanswerable questions
+    doc_stride: int = 128               # span_qa: overlap of consecutive windows of a long context
+    n_best: int = 20                    # span_qa: start/end candidates per window
+    max_answer_length: int = 30         # span_qa: longest answer, in tokens
+    null_threshold: float = 0.0         # span_qa v2: answer "" when null score - best span score > this
+    target: Optional[str] = None        # generation: target template, e.g. "{summary}"
+    max_target_length: int = 16         # text-to-text: target tokens kept in training
+    generate_max_tokens: Optional[int] = None  # text-to-text: greedy decoding length (default model.max_new_tokens)
+    generate_min_tokens: int = 0
 
 
 @dataclass
@@ -76,11 +104,12 @@ class StageConfig:
 class ScheduleConfig:
     name: str = "none"
     stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
-    reduce_decoder: bool = False
+    reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only
     new_layer_prefix: str = "copy"      # deep prompts: a joining layer's prefix: "init" or "copy"
-    num_score_examples: int = 1000
+    size: Optional[float] = None        # partial_* schedules: the kept share, interpolated into their stage
+    num_score_examples: int = 1000      # activation scores (fpt/scores.py): validation examples, their seed,
     score_seed: int = 0
-    scores_path: Optional[str] = None
+    scores_path: Optional[str] = None   # and the cache (default {output_root}/scores/{task}-{model}.safetensors)
 
 
 @dataclass

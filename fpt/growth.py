@@ -1,26 +1,285 @@
-"""Growth schedules: which part of the model a run trains at each step.
+"""Growth schedules (FPT): which part of the model a run trains at each step.
 
-A schedule is a list of stages (conf/schedule/*.yaml). With no stages the full model trains for the
-whole run (vanilla prompt tuning); that is all this module does until FPT's partial models land.
+A schedule is a list of stages (conf/schedule/*.yaml), each `{layers, ffn_ratio, steps or fraction}`.
+A stage runs a partial model cut from the full pretrained one:
+
+- layer dropping: `layers` evenly spaced layers, the first and the last included (`select_layers`);
+- FFN reduction: in every kept layer, the `ffn_ratio` share of FFN neurons with the highest activation
+  scores (fpt/scores.py), the FFN weights sliced to those neurons, no rescaling.
+
+Every stage is rebuilt from the full model's own modules, so growing restores the original layers and
+neurons exactly, and the neuron sets are nested (one score order per layer). The trainable tensors
+(shallow prompt, deep prompt, head) are the same Parameters in every stage: the optimizer state and the
+LR schedule carry over. A deep prompt has a prefix for every layer of the full model from the start; a
+layer absent from a stage does not use it, and when the layer joins its prefix is either its own
+untrained init or a copy of the nearest trained layer's (`schedule.new_layer_prefix=init|copy`).
+
+With no stages the full model trains for the whole run (vanilla prompt tuning).
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+log = logging.getLogger("fpt")
+GENERATED_ANSWERS = {"generation", "span_qa", "record"}  # task types whose T5 targets are free text
+
+
+# --------------------------------------------------------------------------- stages as data
+@dataclass
+class Stage:
+    start: int                   # first step of the stage
+    end: int                     # one past its last step
+    layers: dict[str, list[int]]  # kept layers per stack, in the full model's numbering
+    ffn: dict[str, int]          # FFN neurons kept per layer, per stack
+
+
+def select_layers(keep: int, total: int) -> list[int]:
+    """`keep` evenly spaced layers of `total`, the first and the last included: 24 -> 6 gives
+    [0, 4, 8, 13, 18, 23] (the gaps differ by at most one, the shorter ones first)."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} layers")
+    if keep == 1:
+        return [0]
+    gap, longer = divmod(total - 1, keep - 1)
+    kept = [0]
+    for i in range(keep - 1):
+        kept.append(kept[-1] + gap + (1 if i >= keep - 1 - longer else 0))
+    return kept
+
+
+def _layer_count(value, total: int, where: str) -> int:
+    """StageConfig.layers: None = all, < 1 = a fraction of the layers, else a count."""
+    if value is None:
+        return total
+    if value <= 0:
+        raise ValueError(f"{where}.layers={value}: must be > 0")
+    if value < 1:
+        return max(1, round(value * total))
+    if value != int(value) or value > total:
+        raise ValueError(f"{where}.layers={value}: a layer count must be a whole number <= {total} "
+                         f"(or a fraction < 1)")
+    return int(value)
+
+
+def reduces_decoder(cfg) -> bool:
+    """schedule.reduce_decoder, or when null: FPT's choice, the decoder shrinks for tasks whose answers are
+    generated text (SQuAD, ReCoRD, XSum) and not for label words (MNLI, QQP)."""
+    if cfg.schedule.reduce_decoder is not None:
+        return cfg.schedule.reduce_decoder
+    return cfg.task.type in GENERATED_ANSWERS
+
+
+def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool | None = None) -> list[Stage]:
+    """Turn schedule.stages into step ranges, kept layers and FFN widths for a model of these dims."""
+    stacks = list(dims["layers"])
+    if reduce_decoder is None:
+        reduce_decoder = bool(schedule.reduce_decoder)
+    reduced = [s for s in stacks if s == "encoder" or reduce_decoder]
+    stages, cum = [], 0.0
+    for k, st in enumerate(schedule.stages):
+        where = f"schedule.stages.{k}"
+        if st.steps is not None and st.fraction is not None:
+            raise ValueError(f"{where}: give steps or fraction, not both")
+        if not 0 < st.ffn_ratio <= 1:
+            raise ValueError(f"{where}.ffn_ratio={st.ffn_ratio}: must be in (0, 1]")
+        if st.steps is not None:
+            if st.steps < 0:
+                raise ValueError(f"{where}.steps={st.steps}: must be >= 0")
+            cum += st.steps
+        elif st.fraction is not None:
+            if not 0 <= st.fraction <= 1:
+                raise ValueError(f"{where}.fraction={st.fraction}: must be in [0, 1]")
+            cum += st.fraction * total_steps
+        elif k == len(schedule.stages) - 1:
+            cum = total_steps  # the last stage may take the remaining steps
+        else:
+            raise ValueError(f"{where}: give steps or fraction (only the last stage may omit both)")
+        start = stages[-1].end if stages else 0
+        end = round(cum)
+        if end < start:
+            raise ValueError(f"{where}: stage ends at step {end}, before it starts ({start})")
+        layers = {s: list(range(dims["layers"][s])) for s in stacks}
+        ffn = {s: dims["ffn"] for s in stacks}
+        for s in reduced:
+            layers[s] = select_layers(_layer_count(st.layers, dims["layers"][s], where), dims["layers"][s])
+            ffn[s] = max(1, round(st.ffn_ratio * dims["ffn"]))
+        stages.append(Stage(start, end, layers, ffn))
+    if not stages:
+        raise ValueError("schedule.stages is empty")
+    if stages[-1].end != total_steps:
+        raise ValueError(f"schedule {schedule.name}: the stages cover {stages[-1].end} steps but the run has "
+                         f"{total_steps} (trainer.max_steps/epochs); use fractions or let the last stage "
+                         f"take the rest")
+    return stages
+
+
+# --------------------------------------------------------------------------- partial models
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    """A frozen Linear holding exactly these tensors (no fresh init)."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight, requires_grad=False)
+    if bias is not None:
+        layer.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias, requires_grad=False)
+    return layer
+
+
+def narrow_ffn(ffn, neurons: torch.Tensor) -> None:
+    """Keep only these neurons of one FFN: rows of its input projections, columns of its output one."""
+    neurons = neurons.to(ffn.out_proj.weight.device)
+    for name, proj in zip(ffn.in_names, ffn.in_projs):
+        bias = proj.bias[neurons] if proj.bias is not None else None
+        setattr(ffn.owner, name, _linear(proj.weight[neurons], bias))
+    out = ffn.out_proj
+    setattr(ffn.out_owner, ffn.out_name, _linear(out.weight[:, neurons], out.bias))
+
 
 class Growth:
-    def __init__(self, stages):
-        self.stages = stages
-        self.stage_index = 0
+    """Moves a PromptedModel between the stages of a schedule; `enter(step)` before every step."""
 
+    def __init__(self, model=None, stages: list[Stage] | None = None, scores: dict | None = None,
+                 new_layer_prefix: str = "copy"):
+        self.model, self.stages = model, stages or []
+        self.new_layer_prefix = new_layer_prefix
+        self.stage_index = 0
+        self.scores_info: dict = {}
+        self._built = None          # the stage the model is shaped as
+        self._prompt_stage = None   # the last stage the prompt tensors were trained in
+        if not self.stages:
+            return
+        family, backbone = model.family, model.backbone
+        self.full = dict(family.layer_stacks(backbone))  # the original ModuleLists
+        self.ffn_modules = {}  # (stack, layer) -> the original projections, to restore
+        for stack, layers in self.full.items():
+            for i, layer in enumerate(layers):
+                ffn = family.ffn(layer)
+                self.ffn_modules[stack, i] = (ffn, list(ffn.in_projs), ffn.out_proj)
+        width = {stack: family.ffn(layers[0]).width for stack, layers in self.full.items()}
+        narrowed = {s for st in self.stages for s, w in st.ffn.items() if w < width[s]}
+        if narrowed and scores is None:
+            raise ValueError("FFN reduction (ffn_ratio < 1) needs activation scores")
+        # one neuron order per layer, best first: every stage keeps a prefix of it, so sets are nested
+        self.order = {s: torch.argsort(scores[s].float(), dim=-1, descending=True, stable=True)
+                      for s in narrowed}
+        self.site_index = {name: i for i, name in enumerate(model.site_names)}
+
+    # ---------------------------------------------------------------- construction from a config
     @classmethod
     def from_config(cls, cfg, model, total_steps, train_set, eval_set, run_dir):
-        if cfg.schedule.stages:
-            raise NotImplementedError(f"schedule={cfg.schedule.name}: growth stages are not implemented yet")
-        return cls([])
+        sched = cfg.schedule
+        if not sched.stages:
+            return cls()
+        if cfg.prompt.type == "none":
+            raise ValueError(f"schedule={sched.name} grows a frozen model under a prompt; it cannot be combined "
+                             f"with prompt=none (full fine-tuning)")
+        if sched.new_layer_prefix not in ("init", "copy"):
+            raise ValueError(f"schedule.new_layer_prefix={sched.new_layer_prefix!r}: expected init or copy")
+        if sched.new_layer_prefix == "copy" and cfg.prompt.type == "deep" and cfg.prompt.projection:
+            raise ValueError("schedule.new_layer_prefix=copy needs per-layer prefixes; with prompt.projection=true "
+                             "use schedule.new_layer_prefix=init")
+        dims = model.family.dims(model.backbone.config)
+        stages = resolve_stages(sched, dims, total_steps, reduces_decoder(cfg))
+        scores, info = None, {}
+        if any(w < dims["ffn"] for st in stages for w in st.ffn.values()):
+            from .scores import load_or_compute
+            scores, info = load_or_compute(cfg, model, eval_set)
+        growth = cls(model, stages, scores, sched.new_layer_prefix)
+        growth.scores_info = info
+        for k, st in enumerate(stages):
+            log.info("stage %d: steps [%d, %d), layers %s, FFN width %s", k, st.start, st.end,
+                     {s: len(v) for s, v in st.layers.items()}, st.ffn)
+        return growth
+
+    # ---------------------------------------------------------------- the trainer's interface
+    def stage_at(self, step: int) -> int:
+        for k, st in enumerate(self.stages):
+            if step < st.end:
+                return k
+        return len(self.stages) - 1
 
     def enter(self, step: int) -> bool:
-        """Switch to the stage that `step` belongs to; True if the model changed."""
-        return False
+        """Shape the model as the stage `step` belongs to; True if the model or the prompt changed.
+
+        Idempotent, and jumps straight to any stage (resume). The first call after a resume comes right
+        before the checkpoint's tensors are loaded: if that checkpoint ended the previous stage, the
+        prefixes of joining layers are set at the next call, once the trained tensors are in place.
+        """
+        if not self.stages:
+            return False
+        k = self.stage_at(step)
+        changed = k != self._built
+        if changed:
+            self._build(k)
+        if self._prompt_stage is None and step > 0:  # a resume: its tensors are loaded after this call
+            self._prompt_stage = self.stage_at(step - 1)
+        else:
+            if self._prompt_stage is not None and self._prompt_stage < k:
+                for j in range(self._prompt_stage + 1, k + 1):
+                    self._join_prefixes(self.stages[j - 1], self.stages[j])
+                changed = True
+            self._prompt_stage = k
+        self.stage_index = k
+        return changed
+
+    @property
+    def final_stage(self) -> bool:
+        """Whether the model now is the one the run ends with (evaluations here pick the best prompt)."""
+        return not self.stages or self.stage_index == len(self.stages) - 1
 
     def current_shape(self, dims: dict) -> dict:
-        """Layers and FFN width run now, for FLOP counting."""
-        return {}
+        """Layers and FFN widths run now, as keyword arguments of fpt.flops.forward_flops."""
+        if not self.stages:
+            return {}
+        st = self.stages[self.stage_index]
+        return {"layers": {s: len(v) for s, v in st.layers.items()}, "ffn_width": dict(st.ffn)}
+
+    def summary(self) -> dict:
+        """What results.json records about the schedule."""
+        stages = [{"stage": k, "start": st.start, "end": st.end, "layers": {s: len(v) for s, v in st.layers.items()},
+                   "kept_layers": st.layers, "ffn_width": st.ffn} for k, st in enumerate(self.stages)]
+        return {"stages": stages, "scores": self.scores_info, "new_layer_prefix": self.new_layer_prefix}
+
+    # ---------------------------------------------------------------- building a stage
+    def _restore(self) -> None:
+        family, backbone = self.model.family, self.model.backbone
+        for stack, layers in self.full.items():
+            family.set_layer_stack(backbone, stack, layers)
+        for ffn, in_projs, out_proj in self.ffn_modules.values():
+            for name, proj in zip(ffn.in_names, in_projs):
+                setattr(ffn.owner, name, proj)
+            setattr(ffn.out_owner, ffn.out_name, out_proj)
+
+    def _build(self, k: int) -> None:
+        """Cut stage k's partial model from the full one (restored first, so this is deterministic)."""
+        self._restore()
+        st, family, backbone = self.stages[k], self.model.family, self.model.backbone
+        for stack, keep in st.layers.items():
+            full = self.full[stack]
+            if stack in self.order and st.ffn[stack] < self.order[stack].shape[1]:
+                for i in keep:
+                    neurons = self.order[stack][i, :st.ffn[stack]].sort().values
+                    narrow_ffn(self.ffn_modules[stack, i][0], neurons)
+            if len(keep) < len(full):
+                family.set_layer_stack(backbone, stack, nn.ModuleList([full[i] for i in keep]))
+        kept = {(s, i) for s, keep in st.layers.items() for i in keep}
+        active = [family.site_layer(name) in kept for name in self.model.site_names]
+        self.model.active_sites = None if all(active) else active
+        self._built = k
+
+    @torch.no_grad()
+    def _join_prefixes(self, before: Stage, after: Stage) -> None:
+        """Deep prompts, copy mode: a joining layer starts from the nearest trained layer's prefix."""
+        deep = self.model.deep
+        if deep is None or self.new_layer_prefix != "copy":
+            return
+        family = self.model.family
+        for name, site in self.site_index.items():  # e.g. "decoder.3.cross"
+            stack, j = family.site_layer(name)
+            trained = before.layers[stack]
+            if j in after.layers[stack] and j not in trained:
+                src = min(trained, key=lambda i: (abs(i - j), i))
+                kind = name.split(".", 2)[2]
+                deep.site_params(site).copy_(deep.site_params(self.site_index[f"{stack}.{src}.{kind}"]))

@@ -41,10 +41,15 @@ def accuracy(predictions, references):
     _check_lengths(predictions, references)
     return {"accuracy": _mean([p == r for p, r in zip(predictions, references)])}
 
+def _positive(labels):
+    """1 where a label is the positive class 1, else 0 (an unparsable text-to-text prediction, -1, is negative)."""
+    return [int(x == 1) for x in labels]
+
 def f1(predictions, references):
-    """Binary F1 with positive label 1 (labels are ints 0/1)."""
+    """Binary F1 with positive label 1 (labels are ints 0/1; any other prediction counts as negative)."""
     _check_lengths(predictions, references)
-    return {"f1": float(sk_f1_score(references, predictions, pos_label=1, average="binary", zero_division=0))}
+    return {"f1": float(sk_f1_score(_positive(references), _positive(predictions), pos_label=1, average="binary",
+                                    zero_division=0))}
 
 def f1_macro(predictions, references, labels=None):
     """Unweighted mean of per-class F1 (CB). labels=None: classes seen in either list."""
@@ -215,7 +220,8 @@ def multirc(predictions, references):
     question_correct = defaultdict(lambda: True)
     for prediction, ref in zip(predictions, references):
         question_correct[ref["question_id"]] &= (prediction == ref["label"])
-    f1a = float(sk_f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0))
+    f1a = float(sk_f1_score(_positive(labels), _positive(predictions), pos_label=1, average="binary",
+                            zero_division=0))
     em = _mean(list(question_correct.values()))
     return {"f1a": f1a, "em": em, "mean": (f1a + em) / 2}
 

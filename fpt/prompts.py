@@ -145,8 +145,8 @@ def _causal_keep_mask(q_len: int, k_len: int, device) -> torch.Tensor:
 def _with_prefix(module, query, key, value, attention_mask, position_bias):
     prefix_k, prefix_v, visible = module.fpt_prefix
     batch, length = key.shape[0], prefix_k.shape[-2]
-    key = torch.cat([prefix_k.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1), key], dim=2)
-    value = torch.cat([prefix_v.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1), value], dim=2)
+    key = torch.cat([prefix_k.to(key.device, key.dtype).unsqueeze(0).expand(batch, -1, -1, -1), key], dim=2)
+    value = torch.cat([prefix_v.to(value.device, value.dtype).unsqueeze(0).expand(batch, -1, -1, -1), value], dim=2)
     q_len, k_len = query.shape[2], key.shape[2] - length
     if attention_mask is None:  # the kernel would have assumed "all visible" or top-left causal
         if getattr(module, "is_causal", False) and q_len > 1:

@@ -11,6 +11,8 @@ from pathlib import Path
 import datasets
 import torch
 
+from .task_kinds.formats import READERS, FormatError, derive
+
 BUNDLED_DATA = Path(__file__).parent / "data"
 
 
@@ -32,6 +34,12 @@ def _read_local(task, split: str) -> list[dict]:
     if not path.is_file():
         raise TaskDataError(f"task {task.name}: data file not found: {path} "
                             f"(task.data_dir={task.data_dir!r}, task.files.{split}={task.files[split]!r})")
+    if task.format in READERS:
+        try:
+            rows = READERS[task.format](path, task)
+        except FormatError as err:
+            raise TaskDataError(f"task {task.name}: {err}") from None
+        return _finish_local(task, rows)
     try:
         if task.format in ("tsv", "csv"):
             names = list(task.column_names) if task.column_names else None
@@ -44,7 +52,8 @@ def _read_local(task, split: str) -> list[dict]:
         elif task.format == "jsonl":
             ds = datasets.load_dataset("json", data_files=str(path), split="train")
         else:
-            raise TaskDataError(f"task {task.name}: task.format={task.format!r}, expected tsv, csv or jsonl")
+            raise TaskDataError(f"task {task.name}: task.format={task.format!r}, expected tsv, csv, jsonl or one "
+                                f"of {sorted(READERS)}")
     except TaskDataError:
         raise
     except Exception as err:  # pandas / arrow parse errors: say which file
@@ -53,12 +62,23 @@ def _read_local(task, split: str) -> list[dict]:
     rows = ds.to_list()
     for i, row in enumerate(rows):
         row["_source"] = f"{path}:{i + 2 if task.header and task.format != 'jsonl' else i + 1}"
+    return _finish_local(task, rows)
+
+
+def _finish_local(task, rows: list[dict]) -> list[dict]:
+    """Apply task.rename (local column name -> the task's name for it)."""
+    if task.rename:
+        for row in rows:
+            for old, new in task.rename.items():
+                if old in row:
+                    row[new] = row.pop(old)
     return rows
 
 
 def _read_hub(task, split: str) -> list[dict]:
     if not task.hub:
-        raise TaskDataError(f"task {task.name}: neither task.data_dir nor task.hub is set")
+        raise TaskDataError(f"task {task.name}: no Hugging Face hub copy (task.hub) for this task: give local files "
+                            f"with task.data_dir=<folder holding {dict(task.files)}> (format {task.format})")
     hub_split = task.hub_splits.get(split, split)
     try:
         ds = datasets.load_dataset(*task.hub, split=hub_split)
@@ -75,6 +95,10 @@ def _read_hub(task, split: str) -> list[dict]:
 def read_rows(task, split: str) -> list[dict]:
     """Rows of a split, shuffled and capped for train as task.shuffle_seed / task.max_train_samples say."""
     rows = _read_local(task, split) if task.data_dir else _read_hub(task, split)
+    try:
+        derive(task, rows)
+    except FormatError as err:
+        raise TaskDataError(str(err)) from None
     cap = task.max_train_samples if split == "train" else task.max_eval_samples
     if split == "train":
         random.Random(task.shuffle_seed).shuffle(rows)
@@ -84,6 +108,10 @@ def read_rows(task, split: str) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- checking rows
+def columns(row: dict) -> list[str]:
+    return sorted(k for k in row if k != "_source")
+
+
 def render(field: str, row: dict) -> str:
     """A text field is a column name or a template such as "{word}: {sentence1}"."""
     if "{" in field:
@@ -91,22 +119,39 @@ def render(field: str, row: dict) -> str:
     return row[field]
 
 
-def _text(task, row: dict, field: str) -> str:
+def text(task, row: dict, field: str) -> str:
+    """A rendered text field, or a TaskDataError naming the row and the missing column."""
     try:
         value = render(field, row)
-    except KeyError as err:
-        raise TaskDataError(f"task {task.name}: {row['_source']}: no column {err} (columns: "
-                            f"{sorted(k for k in row if k != '_source')}); check task.text_fields/template") from None
+    except (KeyError, IndexError, AttributeError, TypeError) as err:
+        raise TaskDataError(f"task {task.name}: {row['_source']}: cannot fill {field!r}: no column {err} "
+                            f"(columns: {columns(row)}); check task.text_fields/template") from None
     if not isinstance(value, str) or not value.strip():
         raise TaskDataError(f"task {task.name}: {row['_source']}: empty or missing text in {field!r}: {value!r}")
     return value
 
 
+
+def column(task, row: dict, name: str, what: str):
+    """row[name], or a TaskDataError naming the row, the task key (`what`) and the columns there are."""
+    if name not in row:
+        raise TaskDataError(f"task {task.name}: {row['_source']}: no column {name!r} (task.{what}); "
+                            f"columns: {columns(row)}")
+    return row[name]
+
+
+def text_fields(task) -> list[str]:
+    """The BERT input fields: task.text_fields, or the variant task.text_variant names."""
+    if task.text_variant is None:
+        return list(task.text_fields)
+    if task.text_variant not in task.text_variants:
+        raise TaskDataError(f"task {task.name}: task.text_variant={task.text_variant!r} is not one of "
+                            f"{sorted(task.text_variants)}")
+    return list(task.text_variants[task.text_variant])
+
+
 def label_index(task, row: dict) -> int | float:
-    if task.label_field not in row:
-        raise TaskDataError(f"task {task.name}: {row['_source']}: missing label column {task.label_field!r} "
-                            f"(columns: {sorted(k for k in row if k != '_source')})")
-    raw = row[task.label_field]
+    raw = column(task, row, task.label_field, "label_field")
     if task.type == "regression":
         try:
             return float(raw)
@@ -118,15 +163,17 @@ def label_index(task, row: dict) -> int | float:
         return names.index(key)
     if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < len(names):
         return raw  # hub datasets store the class index
-    raise TaskDataError(f"task {task.name}: {row['_source']}: label {raw!r} is not one of {list(task.labels)}")
+    raise TaskDataError(f"task {task.name}: {row['_source']}: label {raw!r} (column {task.label_field!r}) is not "
+                        f"one of task.labels {list(task.labels)}")
 
 
 # --------------------------------------------------------------------------- features
 class Features(torch.utils.data.Dataset):
-    """Tokenized examples: a list of dicts of lists/ints, padded later by `collate`."""
+    """Tokenized examples (dicts of lists/ints, padded later by `collate`), plus what scoring needs:
+    `meta[i]` belongs to feature i (e.g. its reference), `examples` to whole rows (span QA)."""
 
-    def __init__(self, items: list[dict]):
-        self.items = items
+    def __init__(self, items: list[dict], meta: list | None = None, examples: list | None = None):
+        self.items, self.meta, self.examples = items, meta if meta is not None else [None] * len(items), examples
 
     def __len__(self):
         return len(self.items)
@@ -141,36 +188,48 @@ def verbalize(task, label) -> str:
     return task.verbalizers[label]
 
 
-def encode(task, rows: list[dict], tokenizer, seq2seq: bool, target_prefix: str = "",
-           max_target_length: int = 16) -> Features:
-    labels = [label_index(task, r) for r in rows]
-    if seq2seq:
-        sources = [_text(task, r, task.template) for r in rows]
-        enc = tokenizer(sources, truncation=True, max_length=task.max_length)
-        targets = [(target_prefix + " " + verbalize(task, y)).strip() for y in labels]
-        tgt = tokenizer(text_target=targets, truncation=True, max_length=max_target_length)
-        items = [{"input_ids": ids, "attention_mask": m, "labels": t, "label": y}
-                 for ids, m, t, y in zip(enc["input_ids"], enc["attention_mask"], tgt["input_ids"], labels)]
-    else:
-        fields = list(task.text_fields)
-        if not 1 <= len(fields) <= 2:
-            raise TaskDataError(f"task {task.name}: task.text_fields must name one or two fields, got {fields}")
-        columns = [[_text(task, r, f) for r in rows] for f in fields]
-        enc = tokenizer(*columns, truncation=True, max_length=task.max_length)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        items = [{**{k: enc[k][i] for k in keys}, "label": labels[i]} for i in range(len(rows))]
-    return Features(items)
+def encode_pairs(task, rows: list[dict], tokenizer, fields: list[str], truncation=True) -> list[dict]:
+    """Tokenize one or two rendered text fields per row (BERT inputs)."""
+    if not 1 <= len(fields) <= 2:
+        raise TaskDataError(f"task {task.name}: task.text_fields must name one or two fields, got {fields}")
+    texts = [[text(task, r, f) for r in rows] for f in fields]
+    enc = tokenizer(*texts, truncation=truncation, max_length=task.max_length)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    return [{k: enc[k][i] for k in keys} for i in range(len(rows))]
+
+
+def encode(task, rows: list[dict], tokenizer, seq2seq: bool, target_prefix: str = "", train: bool = False) -> Features:
+    """Features of a task of any kind (fpt/task_kinds/); `train` makes training features (e.g. one per answer)."""
+    from .task_kinds import get_kind
+    return get_kind(task).encode(task, rows, tokenizer, seq2seq, target_prefix, train)
+
+
+PAD_MINUS_100 = ("labels", "tag_ids")  # targets the loss ignores at padding
+
+
+def _pad(values: list[list], fill: int) -> list[list]:
+    width = max(len(v) for v in values)
+    return [v + [fill] * (width - len(v)) for v in values]
 
 
 def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest example in the batch; labels of seq2seq targets are padded with -100."""
+    """Pad to the longest example in the batch; seq2seq targets and tag ids are padded with -100.
+
+    Multiple-choice features hold one token list per choice: they become B*C rows (choices padded with
+    dummy rows) and "choice_mask" [B, C] marks the real ones.
+    """
     out = {}
     for key in batch[0]:
         values = [ex[key] for ex in batch]
-        if isinstance(values[0], list):
-            width = max(len(v) for v in values)
-            fill = -100 if key == "labels" else (pad_id if key == "input_ids" else 0)
-            out[key] = torch.tensor([v + [fill] * (width - len(v)) for v in values])
+        fill = -100 if key in PAD_MINUS_100 else (pad_id if key == "input_ids" else 0)
+        if isinstance(values[0], list) and values[0] and isinstance(values[0][0], list):
+            choices = max(len(v) for v in values)
+            dummy = [1] if key == "attention_mask" else [fill]  # a dummy row sees one token: no all-masked rows
+            flat = [c for v in values for c in v + [dummy] * (choices - len(v))]
+            out[key] = torch.tensor(_pad(flat, fill))
+            out["choice_mask"] = torch.tensor([[c < len(v) for c in range(choices)] for v in values])
+        elif isinstance(values[0], list):
+            out[key] = torch.tensor(_pad(values, fill))
         else:
             out[key] = torch.tensor(values)
     return out

@@ -24,10 +24,11 @@ from transformers.optimization import Adafactor
 from . import distributed as dist
 from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
                          write_json)
-from .flops import forward_flops, train_step_flops
-from .metrics import compute_metrics
+from .flops import step_flops
 from .models import build_model, load_tokenizer
-from .tasks import collate, encode, read_rows
+from .evaluation import check_metric, evaluate_splits
+from .tasks import collate, read_rows
+from .task_kinds import get_kind
 
 
 class TrainingError(RuntimeError):
@@ -41,6 +42,25 @@ def pick_device(name: str) -> torch.device:
             return torch.device("cuda", dist.local_rank())
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def place_model(model, device: torch.device, sharded: bool) -> torch.device:
+    """Move the model to `device`; return the device batches go to.
+
+    A model loaded with `model.device_map` (sharded over GPUs by Hugging Face) stays where it was put:
+    only the prompt and head move, to the device of the input embeddings, where batches go too.
+    """
+    if not sharded:
+        model.to(device)
+        return device
+    if dist.world_size() > 1:
+        raise ValueError("model.device_map shards one model over this process's GPUs; it cannot be combined with "
+                         "DDP (torchrun with more than one process). Use one or the other.")
+    first = model.backbone.get_input_embeddings().weight.device
+    for name, child in model.named_children():
+        if name != "backbone":
+            child.to(first)
+    return first
 
 
 def seed_everything(seed: int) -> None:
@@ -87,18 +107,6 @@ def build_lr_schedule(optimizer, cfg, total_steps: int):
     raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear or constant")
 
 
-def label_from_text(task, text: str):
-    """Map generated text back to a class index (-1 when it is no verbalizer) or a number."""
-    text = text.strip()
-    if task.type == "regression":
-        try:
-            return float(text)
-        except ValueError:
-            return 0.0
-    names = [v.lower() for v in task.verbalizers]
-    return names.index(text.lower()) if text.lower() in names else -1
-
-
 def _fault(point: str, step: int) -> None:
     """Fault injection for the crash tests: FPT_FAULT=<point>:<step> SIGKILLs this process there."""
     spec = os.environ.get("FPT_FAULT", "")
@@ -122,16 +130,21 @@ class Trainer:
         from .models import get_family
         self.family = get_family(cfg.model)
         self.seq2seq = self.family.seq2seq
+        self.kind = get_kind(self.task)
+        self.kind.check_config(self.task, self.seq2seq)
+        check_metric(self.task)
         self.train_set = self._features("train")
         self.eval_set = self._features("eval")
+        self.test_sets = {split: self._features(split) for split in self.task.test_splits}
         self.pad_id = self.tokenizer.pad_token_id or 0
 
         # model (the same init on every rank: seeded just before)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, self.tokenizer, num_labels=len(self.task.labels) or None).to(self.device)
+        self.model = build_model(cfg, self.tokenizer, num_labels=self.kind.num_labels(self.task))
+        self.device = place_model(self.model, self.device, sharded=bool(cfg.model.device_map))
         self.backbone_trains = cfg.prompt.type == "none"
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.ddp_model = dist.wrap(self.model, self.device)
+        self.ddp_model = self.model  # DDP-wrapped in run(), once the stage's model is built
 
         # steps, optimizer, schedule
         world, accum = dist.world_size(), self.tcfg.grad_accum
@@ -160,7 +173,8 @@ class Trainer:
         rows = read_rows(self.task, split)
         if not rows:
             raise ValueError(f"task {self.task.name}: split {split!r} has no rows")
-        return encode(self.task, rows, self.tokenizer, self.seq2seq, self.cfg.model.target_prefix)
+        return self.kind.features(self.task, rows, self.tokenizer, self.seq2seq, self.cfg.model.target_prefix,
+                                  train=split == "train")
 
     def _total_steps(self) -> int:
         if self.tcfg.max_steps:
@@ -224,25 +238,12 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self) -> dict:
+        """Dev metrics (and "<split>_<metric>" for task.test_splits), gathered over DDP ranks (fpt/evaluation.py)."""
         self.model.eval()
-        indices = dist.shard(range(len(self.eval_set)))
-        predictions, references = [], []
-        bs = self.tcfg.eval_batch_size
-        for start in range(0, len(indices), bs):
-            batch = collate([self.eval_set[i] for i in indices[start:start + bs]], self.pad_id)
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            with self.autocast:
-                if self.seq2seq:
-                    preds = [label_from_text(self.task, t) for t in self.model.predict_text(batch)]
-                else:
-                    preds = self.model.predict(batch)
-            predictions += preds
-            references += batch["label"].tolist()
-        predictions, references = dist.gather_lists(predictions), dist.gather_lists(references)
+        metrics = evaluate_splits(self.model, self.kind, self.task, {"eval": self.eval_set, **self.test_sets},
+                                  seq2seq=self.seq2seq, batch_size=self.tcfg.eval_batch_size, device=self.device,
+                                  pad_id=self.pad_id, autocast=self.autocast)
         self.model.train()
-        metrics = compute_metrics(list(self.task.metrics), predictions, references)
-        if self.task.metric not in metrics:
-            raise ValueError(f"task.metric={self.task.metric!r} is not among the computed metrics {sorted(metrics)}")
         return metrics
 
     # ---------------------------------------------------------------- one optimizer step
@@ -261,7 +262,7 @@ class Trainer:
                                     f"lower the learning rate or check the data")
             (loss / self.tcfg.grad_accum).backward()
             total_loss += loss.item() / self.tcfg.grad_accum
-            self.train_flops += self._flops(batch) * dist.world_size()
+            self.train_flops += dist.total(self._flops(batch))  # what every rank's shard cost
         if self.cfg.optim.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.max_grad_norm)
         self.optimizer.step()
@@ -274,15 +275,16 @@ class Trainer:
         shape = self.growth.current_shape(dims)
         src = batch["input_ids"].shape
         tgt = batch["labels"].shape[1] if self.seq2seq else 0
-        fwd = forward_flops(dims, src[0], src[1], tgt, shallow=self.model.shallow_length,
-                            deep=self.cfg.prompt.length if self.cfg.prompt.type == "deep" else 0, **shape)
-        return train_step_flops(fwd, self.backbone_trains)
+        return step_flops(dims, src[0], src[1], tgt, shallow=self.model.shallow_length,
+                          deep=self.cfg.prompt.length if self.cfg.prompt.type == "deep" else 0,
+                          backbone_trains=self.backbone_trains, **shape)
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
         resumed = self.load()
         if not resumed:
             self.growth.enter(0)
+        self.ddp_model = dist.wrap(self.model, self.device)
         if self.is_main:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
@@ -292,9 +294,10 @@ class Trainer:
                    disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True)
         final = None
         while self.step < self.total_steps:
+            started = time.perf_counter()  # growing the model counts as training time
             if self.growth.enter(self.step):
                 self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-            started = time.perf_counter()
+                self.ddp_model = dist.wrap(self.model, self.device)  # DDP hooks this stage's parameters
             loss = self.train_step(self.step)
             self.train_seconds += time.perf_counter() - started
             self.step += 1
@@ -309,12 +312,16 @@ class Trainer:
                 self.log({"step": self.step, "eval": final, "train_flops": self.train_flops,
                           "train_seconds": self.train_seconds})
                 score = final[self.task.metric]
-                if self.best["metrics"] is None or score > self.best["metrics"][self.task.metric]:
+                # a growth schedule's partial models do not compete: the prompt must work on the final model
+                if self.growth.final_stage and (self.best["metrics"] is None
+                                                or score > self.best["metrics"][self.task.metric]):
                     self.best = {"step": self.step, "metrics": final}
                     if self.is_main:
                         save_tensors(self.run_dir / "trainable_best.safetensors", self.model.trainable_state_dict())
-                bar.write(f"step {self.step}: {self.task.metric}={score:.4f} (best {self.best['metrics'][self.task.metric]:.4f} "
-                          f"at step {self.best['step']})")
+                best = self.best["metrics"][self.task.metric] if self.best["metrics"] else float("nan")
+                if self.is_main:  # one line per evaluation, not one per DDP rank
+                    bar.write(f"step {self.step}: {self.task.metric}={score:.4f} (best {best:.4f} "
+                              f"at step {self.best['step']})")
             if self.step % save_every == 0 or self.step == self.total_steps:
                 self.save()
             _fault("after_step", self.step)
@@ -334,7 +341,8 @@ class Trainer:
                "best_step": self.best["step"], "metric": cfg.task.metric, "best": self.best["metrics"] or {},
                "final": final or {}, "trainable_params": sum(p.numel() for p in self.trainable),
                "train_seconds": self.train_seconds, "train_flops": self.train_flops, "status": status,
-               "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size}
+               "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,
+               "growth": self.growth.summary()}
         if error:
             out["error"] = error
         return out

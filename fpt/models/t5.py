@@ -21,6 +21,10 @@ class T5Family(Family):
 
     def set_layer_stack(self, backbone, stack, layers):
         getattr(backbone, stack).block = layers
+        for i, block in enumerate(layers):  # the KV cache is indexed by position in the stack
+            for sub in block.layer[:-1]:
+                attention = sub.SelfAttention if hasattr(sub, "SelfAttention") else sub.EncDecAttention
+                attention.layer_idx = i
 
     def ffn(self, layer):
         dense = layer.layer[-1].DenseReluDense

@@ -10,9 +10,9 @@ import contextlib
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from ..prompts import DeepPrompt, ShallowPrompt
+from ..prompts import DeepPrompt, ShallowPrompt, captured_keys_values
+from .heads import ClassificationHead, build_head  # noqa: F401  (ClassificationHead: old import path)
 
 
 class PromptedModel(nn.Module):
@@ -34,10 +34,26 @@ class PromptedModel(nn.Module):
         elif prompt_cfg.type == "deep":
             self.deep = DeepPrompt(len(self.site_names), prompt_cfg.length, dims["heads"], dims["head_dim"],
                                    prompt_cfg.projection, prompt_cfg.projection_hidden, prompt_cfg.dropout)
+            if prompt_cfg.init in ("vocab", "text"):
+                self._init_deep_from_tokens(_init_token_ids(prompt_cfg, tokenizer, dims["vocab"]))
+            elif prompt_cfg.init != "normal":
+                raise ValueError(f"prompt.init={prompt_cfg.init!r}: deep prompts take normal, vocab or text")
         if prompt_cfg.type != "none":
             backbone.requires_grad_(False)
         self.prefix_visible = None  # tests: a [P] bool mask over the deep prefix
         self.active_sites = None    # growth: which sites' prefixes are in use (None = all)
+
+    @torch.no_grad()
+    def _init_deep_from_tokens(self, token_ids: list[int]) -> None:
+        """Prefix-tuning's real-activation init: each site's prefix = its keys/values for these tokens."""
+        ids = torch.tensor(token_ids)[torch.arange(self.deep.length) % len(token_ids)].unsqueeze(0)
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with captured_keys_values(self.sites) as captured:
+            extra = {"decoder_input_ids": ids} if self.family.seq2seq else {}
+            self.backbone(input_ids=ids, **extra)
+        self.backbone.train(was_training)
+        self.deep.init_from_activations([(calls[0][0][0], calls[0][1][0]) for calls in captured])
 
     @property
     def shallow_length(self) -> int:
@@ -64,25 +80,24 @@ def _init_token_ids(prompt_cfg, tokenizer, vocab_size: int):
         if not prompt_cfg.init_text:
             raise ValueError("prompt.init=text needs prompt.init_text")
         return tokenizer(prompt_cfg.init_text, add_special_tokens=False)["input_ids"]
-    if prompt_cfg.init == "vocab":  # Lester et al.: sample from the 5,000 most common tokens (low ids)
+    if prompt_cfg.init == "vocab":  # Lester et al.: sample among the 5,000 most common (lowest-id) real words
         g = torch.Generator().manual_seed(0)
-        return torch.randint(min(5000, vocab_size), (prompt_cfg.length,), generator=g).tolist()
+        words = _common_word_ids(tokenizer, vocab_size)
+        return [words[i] for i in torch.randint(len(words), (prompt_cfg.length,), generator=g).tolist()]
     return None
 
 
-class ClassificationHead(nn.Module):
-    """P-tuning v2's head: the backbone's (frozen) pooler on [CLS], dropout, a linear layer."""
-
-    def __init__(self, hidden: int, num_labels: int, dropout: float, pooler: nn.Module | None):
-        super().__init__()
-        self.pooler = [pooler]  # a list so the frozen pooler is not registered twice
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, num_labels)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        pooler = self.pooler[0]
-        pooled = pooler(hidden_states) if pooler is not None else hidden_states[:, 0]
-        return self.classifier(self.dropout(pooled))
+def _common_word_ids(tokenizer, vocab_size: int, count: int = 5000) -> list[int]:
+    """Ids of whole alphabetic words (no special, unused or sub-word pieces), lowest ids first."""
+    special = set(tokenizer.all_special_ids)
+    ids = []
+    for i, token in enumerate(tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))):
+        word = token.lstrip("\u2581\u0120")  # sentencepiece / byte-level BPE word-start marks
+        if i not in special and word.isalpha() and word.isascii() and len(word) > 1:
+            ids.append(i)
+            if len(ids) == count:
+                break
+    return ids
 
 
 class PromptedEncoder(PromptedModel):
@@ -90,9 +105,8 @@ class PromptedEncoder(PromptedModel):
         super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg)
         self.task_type = task_cfg.type
         hidden = family.dims(backbone.config)["hidden"]
-        pooler = getattr(backbone, "pooler", None) if model_cfg.pooling == "pooler" else None
-        self.head = ClassificationHead(hidden, 1 if task_cfg.type == "regression" else num_labels,
-                                       model_cfg.head_dropout, pooler)
+        self.head = build_head(task_cfg, hidden, num_labels, model_cfg.head_dropout, getattr(backbone, "pooler", None),
+                               model_cfg.pooling)
         if self.shallow is not None:  # after the embeddings so real tokens keep their positions
             backbone.embeddings.register_forward_hook(self._prepend_shallow)
 
@@ -107,20 +121,17 @@ class PromptedEncoder(PromptedModel):
         return out.last_hidden_state[:, self.shallow_length:]
 
     def forward(self, batch) -> dict:
-        logits = self.head(self.encode(batch))
-        out = {"logits": logits}
-        if "label" in batch:
-            if self.task_type == "regression":
-                out["loss"] = F.mse_loss(logits.squeeze(-1).float(), batch["label"].float())
-            else:
-                out["loss"] = F.cross_entropy(logits.float(), batch["label"])
-        return out
+        """The head's logits, and its loss when the batch has targets (fpt/models/heads.py)."""
+        logits = self.head(self.encode(batch), batch)
+        loss = self.head.loss(logits, batch)
+        return {"logits": logits} if loss is None else {"logits": logits, "loss": loss}
 
     @torch.no_grad()
     def predict(self, batch) -> list:
-        logits = self.forward({k: v for k, v in batch.items() if k != "label"})["logits"]
+        """Class indices (regression: scores) of a classification batch."""
+        logits = self.forward(batch)["logits"]
         if self.task_type == "regression":
-            return logits.squeeze(-1).float().tolist()
+            return logits.float().tolist()
         return logits.argmax(-1).tolist()
 
 
@@ -142,16 +153,17 @@ class PromptedSeq2Seq(PromptedModel):
         return {"loss": out.loss, "logits": out.logits}
 
     @torch.no_grad()
-    def generate(self, batch, max_new_tokens: int | None = None) -> torch.Tensor:
+    def generate(self, batch, max_new_tokens: int | None = None, min_new_tokens: int = 0) -> torch.Tensor:
         """Greedy decoding (with the KV cache), as FPT scores text-to-text tasks."""
         embeds, mask = self.encoder_inputs(batch)
         with self.deep_prompt():
             return self.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
-                                          max_new_tokens=max_new_tokens or self.model_cfg.max_new_tokens)
+                                          max_new_tokens=max_new_tokens or self.model_cfg.max_new_tokens,
+                                          min_new_tokens=min_new_tokens or None)
 
     @torch.no_grad()
-    def predict_text(self, batch, max_new_tokens: int | None = None) -> list[str]:
-        ids = self.generate(batch, max_new_tokens)
+    def predict_text(self, batch, max_new_tokens: int | None = None, min_new_tokens: int = 0) -> list[str]:
+        ids = self.generate(batch, max_new_tokens, min_new_tokens)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         prefix = self.model_cfg.target_prefix.strip()
         return [t.replace(prefix, "", 1).strip() if prefix else t.strip() for t in texts]

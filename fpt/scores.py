@@ -1,0 +1,211 @@
+"""Activation scores (FPT): how strongly each FFN neuron fires on a task; FFN reduction keeps the top ones.
+
+As the FPT paper: 1,000 random validation examples (fixed seed), the frozen model in eval mode with an
+untrained 20-token soft prompt in front; for every FFN the hidden activation (`FFN.hidden`: gelu(W1 h),
+or gelu(wi_0 h) * wi_1 h for gated T5), its mean |value| over the non-padded positions of an example
+(encoder: attention mask including the prompt; decoder: target positions), averaged over the examples.
+One score per neuron per layer: {"encoder": [layers, d_ff], "decoder": [layers, d_ff]}.
+
+Cached per (task, model) in `{output_root}/scores/{task}-{model}.safetensors` (or schedule.scores_path);
+a cache computed for other settings or other weights is recomputed. Compute it ahead of a run with
+
+    python -m fpt.scores model=minilm task=sst2 task.data_dir=../shared/data/GLUE/SST-2
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .prompts import ShallowPrompt
+from .tasks import collate
+
+log = logging.getLogger("fpt")
+PROMPT_LENGTH = 20  # the untrained soft prompt the scores are taken under
+
+
+def score_path(cfg) -> Path:
+    if cfg.schedule.scores_path:
+        return Path(cfg.schedule.scores_path)
+    return Path(cfg.output_root) / "scores" / f"{cfg.task.name}-{cfg.model.name}.safetensors"
+
+
+@contextlib.contextmanager
+def _scoring_prompt(model, prompt: ShallowPrompt):
+    """Within the block `prompt` is the model's shallow prompt (its own prompt set aside)."""
+    saved = model.shallow
+    model.shallow = prompt
+    handle = None
+    if saved is None and not model.family.seq2seq:  # encoders prepend the prompt after the embeddings
+        handle = model.backbone.embeddings.register_forward_hook(model._prepend_shallow)
+    try:
+        yield
+    finally:
+        model.shallow = saved
+        if handle is not None:
+            handle.remove()
+
+
+def _record(ffn, stack: str, i: int, sums: dict, masks: dict):
+    """Forward hook on the FFN's first input projection: add each example's mean |hidden activation|."""
+    busy = False
+
+    def hook(module, inputs, output):
+        nonlocal busy
+        if busy:  # FFN.hidden calls this projection again
+            return
+        busy = True
+        try:
+            act = ffn.hidden(inputs[0]).abs().float()  # [B, S, d_ff]
+        finally:
+            busy = False
+        mask = masks[stack].to(act.dtype)  # [B, S]
+        per_example = (act * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        sums[stack][i] += per_example.sum(0).double()
+    return hook
+
+
+@torch.no_grad()
+def activation_scores(model, features, num_examples: int = 1000, seed: int = 0,
+                      batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Scores of every FFN neuron of `model` (a PromptedModel) on a random subset of `features`."""
+    family, backbone = model.family, model.backbone
+    device = next(backbone.parameters()).device
+    picked = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))[:num_examples].tolist()
+    with torch.random.fork_rng(devices=[]):  # the run's random stream stays untouched
+        torch.manual_seed(seed)
+        prompt = ShallowPrompt(PROMPT_LENGTH, family.dims(backbone.config)["hidden"]).to(device)
+    prompt.requires_grad_(False)
+    stacks = family.layer_stacks(backbone)
+    sums = {s: torch.zeros(len(layers), family.ffn(layers[0]).width, dtype=torch.float64, device=device)
+            for s, layers in stacks.items()}
+    masks = {}
+    handles = []
+    for stack, layers in stacks.items():
+        for i, layer in enumerate(layers):
+            ffn = family.ffn(layer)
+            handles.append(ffn.in_projs[0].register_forward_hook(_record(ffn, stack, i, sums, masks)))
+    was_training = model.training
+    model.eval()
+    pad_id = backbone.config.pad_token_id or 0
+    try:
+        with _scoring_prompt(model, prompt):
+            for start in range(0, len(picked), batch_size):
+                batch = collate([features[i] for i in picked[start:start + batch_size]], pad_id)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                if family.seq2seq:
+                    embeds, mask = model.encoder_inputs(batch)
+                    masks["encoder"], masks["decoder"] = mask, batch["labels"] != -100
+                    backbone(inputs_embeds=embeds, attention_mask=mask, labels=batch["labels"])
+                else:
+                    masks["encoder"] = model.extend_mask(batch["attention_mask"])
+                    backbone(input_ids=batch["input_ids"], attention_mask=masks["encoder"],
+                             token_type_ids=batch.get("token_type_ids"))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {s: (v / len(picked)).float().cpu() for s, v in sums.items()}
+
+
+# --------------------------------------------------------------------------- the cache
+def _fingerprint(model) -> str:
+    """A short hash of a few FFN weights: tells pretrained weights (and random tiny models) apart."""
+    h = hashlib.sha256()
+    for layers in model.family.layer_stacks(model.backbone).values():
+        for layer in (layers[0], layers[-1]):
+            h.update(model.family.ffn(layer).in_projs[0].weight[:8, :8].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _settings(cfg, model, num_examples: int) -> dict:
+    task = cfg.task
+    return {"task": task.name, "model": cfg.model.name, "examples": num_examples, "seed": cfg.schedule.score_seed,
+            "prompt_length": PROMPT_LENGTH, "max_length": task.max_length, "data": task.data_dir or task.hub,
+            "max_eval_samples": task.max_eval_samples, "weights": _fingerprint(model)}
+
+
+def save_scores(path: Path, scores: dict, settings: dict) -> None:
+    """Atomically: a killed run never leaves a torn file behind. Same scores -> the same bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in scores.items()}, tmp,
+                  metadata={"settings": json.dumps(settings, sort_keys=True, default=str)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_scores(path: Path) -> tuple[dict, dict]:
+    with safe_open(str(path), "pt") as f:
+        settings = json.loads((f.metadata() or {}).get("settings", "{}"))
+        return {k: f.get_tensor(k) for k in f.keys()}, settings
+
+
+def load_or_compute(cfg, model, eval_set) -> tuple[dict, dict]:
+    """The run's scores from the cache, or computed now (and cached): (scores, what happened)."""
+    path = score_path(cfg)
+    n = min(cfg.schedule.num_score_examples, len(eval_set))
+    settings = json.loads(json.dumps(_settings(cfg, model, n), default=str))
+    if path.is_file():
+        scores, saved = load_scores(path)
+        if saved == settings:
+            log.info("activation scores from %s", path)
+            return scores, {"path": str(path), "computed": False}
+        changed = sorted(k for k in settings if saved.get(k) != settings[k])
+        log.warning("%s was computed with other %s: recomputing", path, ", ".join(changed))
+    started = time.perf_counter()
+    scores = activation_scores(model, eval_set, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
+    seconds = time.perf_counter() - started
+    from . import distributed as dist
+    if dist.rank() == 0:
+        save_scores(path, scores, settings)
+    log.info("activation scores of %d examples in %.1fs -> %s", n, seconds, path)
+    return scores, {"path": str(path), "computed": True, "seconds": seconds, "examples": n}
+
+
+# --------------------------------------------------------------------------- python -m fpt.scores
+def main(argv: list[str] | None = None) -> Path:
+    """Compute and cache a (task, model)'s scores: `python -m fpt.scores model=... task=... [overrides]`."""
+    from hydra import compose, initialize_config_dir
+
+    from . import CONF_DIR
+    from .config import register_configs
+    from .models import build_model, get_family, load_tokenizer
+    from .tasks import encode, read_rows
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(sys.argv[1:] if argv is None else argv))
+    tokenizer = load_tokenizer(cfg.model)
+    family = get_family(cfg.model)
+    features = encode(cfg.task, read_rows(cfg.task, "eval"), tokenizer, family.seq2seq, cfg.model.target_prefix)
+    torch.manual_seed(cfg.seed)  # as the trainer, so config-built (tiny) models get the same weights
+    model = build_model(cfg, tokenizer, num_labels=len(cfg.task.labels) or None)
+    n = min(cfg.schedule.num_score_examples, len(features))
+    started = time.perf_counter()
+    scores = activation_scores(model, features, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
+    path = score_path(cfg)
+    save_scores(path, scores, _settings(cfg, model, n))
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in scores.items())
+    print(f"activation scores of {n} {cfg.task.name} examples ({shapes}) in {time.perf_counter() - started:.1f}s "
+          f"-> {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""What every task kind provides, and the text-to-text (T5) path they share.
+
+A kind turns rows into `Features` (`encode`), a batch into one picklable output per feature (`predict`),
+and all features' outputs into metrics (`score`). Outputs are gathered across DDP ranks between
+`predict` and `score`, so `score` sees every feature in order.
+
+The T5 path is the same for every kind: `source(row)` -> input text, `targets(row)` -> target texts
+(training makes one example per target), `reference(row)` -> what the metric compares with, and
+`from_text(text)` -> the prediction the metric takes.
+"""
+from __future__ import annotations
+
+from ..metrics import compute_metrics
+from ..tasks import Features, TaskDataError, text
+
+CHECK_ROWS = 20  # rows encoded first, so a wrong column or label fails before any heavy work
+
+
+class Kind:
+    name = ""
+    bert = True   # has a head for BERT-family models
+    t5 = True     # has a text-to-text form
+
+    # ---------------------------------------------------------------- config checks
+    def check_config(self, task, seq2seq: bool) -> None:
+        if seq2seq and not self.t5:
+            raise ValueError(f"task {task.name}: task.type={task.type} has no text-to-text form; "
+                             f"use a BERT-family model (e.g. model=minilm or model=roberta-large)")
+        if not seq2seq and not self.bert:
+            raise ValueError(f"task {task.name}: task.type={task.type} is text-to-text only; use a T5 model "
+                             f"(e.g. model=t5-base)")
+
+    def num_labels(self, task) -> int | None:
+        """Outputs of the BERT head's classifier (None where the head fixes it)."""
+        return len(task.labels) or None
+
+    # ---------------------------------------------------------------- features
+    def features(self, task, rows, tokenizer, seq2seq: bool, target_prefix: str = "", train: bool = False):
+        """All rows' features, after encoding the first rows alone (fast failure on bad columns/labels)."""
+        self.encode(task, rows[:CHECK_ROWS], tokenizer, seq2seq, target_prefix, train)
+        return self.encode(task, rows, tokenizer, seq2seq, target_prefix, train)
+
+    def encode(self, task, rows, tokenizer, seq2seq: bool, target_prefix: str = "", train: bool = False) -> Features:
+        if seq2seq:
+            return self.encode_text_to_text(task, rows, tokenizer, target_prefix, train)
+        return self.encode_bert(task, rows, tokenizer, train)
+
+    def predict(self, model, batch, task, seq2seq: bool) -> list:
+        if seq2seq:
+            return model.predict_text(batch, task.generate_max_tokens, task.generate_min_tokens)
+        return self.predict_bert(model, batch, task)
+
+    def score(self, task, features: Features, outputs: list, seq2seq: bool) -> dict:
+        if seq2seq:
+            predictions = [self.from_text(task, t) for t in outputs]
+            return compute_metrics(list(task.metrics), predictions, features.meta)
+        return self.score_bert(task, features, outputs)
+
+    # ---------------------------------------------------------------- BERT side (per kind)
+    def encode_bert(self, task, rows, tokenizer, train: bool) -> Features:
+        raise NotImplementedError
+
+    def predict_bert(self, model, batch, task) -> list:
+        raise NotImplementedError
+
+    def score_bert(self, task, features, outputs) -> dict:
+        return compute_metrics(list(task.metrics), outputs, features.meta)
+
+    # ---------------------------------------------------------------- T5 side
+    def source(self, task, row) -> str:
+        return text(task, row, task.template)
+
+    def targets(self, task, row) -> list[str]:
+        raise NotImplementedError
+
+    def reference(self, task, row):
+        raise NotImplementedError
+
+    def from_text(self, task, generated: str):
+        return generated
+
+    def encode_text_to_text(self, task, rows, tokenizer, target_prefix: str, train: bool) -> Features:
+        """One example per target in training (ReCoRD: per distinct answer), one per row for scoring."""
+        sources, targets, meta = [], [], []
+        for row in rows:
+            source, reference, row_targets = self.source(task, row), self.reference(task, row), self.targets(task, row)
+            if not row_targets:
+                raise TaskDataError(f"task {task.name}: {row['_source']}: no target text")
+            for target in row_targets if train else row_targets[:1]:
+                sources.append(source)
+                targets.append((target_prefix + " " + target).strip())
+                meta.append(reference)
+        enc = tokenizer(sources, truncation=True, max_length=task.max_length)
+        tgt = tokenizer(text_target=targets, truncation=True, max_length=task.max_target_length)
+        items = [{"input_ids": i, "attention_mask": m, "labels": t}
+                 for i, m, t in zip(enc["input_ids"], enc["attention_mask"], tgt["input_ids"])]
+        return Features(items, meta=meta)

@@ -1,0 +1,41 @@
+"""Multiple choice (COPA): each choice is paired with the context, one score per choice, softmax over choices.
+
+BERT: task.text_fields are filled once per choice, with "{choice}" = the value of each column in
+task.choice_fields; the label is the index of the right choice. T5: as classification (template ->
+the verbalizer of the right choice).
+"""
+from __future__ import annotations
+
+from ..tasks import Features, TaskDataError, column, encode_pairs, label_index, text_fields
+from .classification import Classification
+
+
+class MultipleChoice(Classification):
+    name = "multiple_choice"
+
+    def check_config(self, task, seq2seq):
+        super().check_config(task, seq2seq)
+        if not seq2seq and len(task.choice_fields) < 2:
+            raise ValueError(f"task {task.name}: task.choice_fields must name the columns of at least two choices")
+
+    def encode_bert(self, task, rows, tokenizer, train):
+        fields, n = text_fields(task), len(task.choice_fields)
+        if not any("{choice}" in f for f in fields):
+            raise TaskDataError(f"task {task.name}: no '{{choice}}' in task.text_fields {fields}")
+        pairs = [{**row, "choice": column(task, row, f, "choice_fields")} for row in rows for f in task.choice_fields]
+        flat = encode_pairs(task, pairs, tokenizer, fields)
+        labels = [label_index(task, row) for row in rows]
+        items = []
+        for i, label in enumerate(labels):
+            if not 0 <= label < n:
+                raise TaskDataError(f"task {task.name}: {rows[i]['_source']}: label {label} is not a choice index "
+                                    f"below {n}")
+            group = flat[i * n:(i + 1) * n]
+            items.append({**{k: [g[k] for g in group] for k in group[0]}, "label": label})
+        return Features(items, meta=labels)
+
+    def predict_bert(self, model, batch, task):
+        return model(batch)["logits"].argmax(-1).tolist()
+
+
+KIND = MultipleChoice()

@@ -1,0 +1,170 @@
+"""Token classification: NER (CoNLL-2003, CoNLL04, OntoNotes) and SRL (CoNLL-2005, CoNLL-2012).
+
+BERT: each word's tag is predicted at its first sub-word; the loss ignores the other sub-words and special
+tokens. SRL rows name their predicate (task.predicate_field): the predicate word is appended as a
+second segment, after [SEP], as P-tuning v2 does. Tags are read as IOB2 (task.tag_scheme=IOB1 files,
+such as CoNLL-2003's originals, are converted when read) and scored with seqeval's entity F1; words cut
+by truncation count as "O" predictions, so the score is over whole sentences.
+T5: the template (with "{sentence}" = the words joined, "{predicate}" = the SRL predicate word) -> the
+spans as "words: TYPE; words: TYPE" ("none" if there are none); generated spans are matched back to the
+sentence's words, in order, to give tags for the same seqeval score.
+"""
+from __future__ import annotations
+
+from transformers import AutoTokenizer
+
+from ..metrics import compute_metrics, iob1_to_iob2
+from ..tasks import Features, TaskDataError, column, text
+from .base import Kind
+
+NO_SPANS = "none"
+
+_PRETOKENIZED = {}
+
+
+def tag_labels(task) -> list[str]:
+    """All tags: task.labels, or O + B-/I- of every type in task.tag_types (the hub's order for CoNLL-2003)."""
+    if task.tag_types:
+        return ["O"] + [f"{p}-{t}" for t in task.tag_types for p in ("B", "I")]
+    return list(task.labels)
+
+
+def pretokenized(tokenizer):
+    """A tokenizer that accepts word lists (byte-level BPE ones, e.g. RoBERTa's, need add_prefix_space)."""
+    try:
+        tokenizer([["probe"]], is_split_into_words=True)
+        return tokenizer
+    except Exception:
+        key = tokenizer.name_or_path
+        if key not in _PRETOKENIZED:
+            _PRETOKENIZED[key] = AutoTokenizer.from_pretrained(key, add_prefix_space=True)
+        return _PRETOKENIZED[key]
+
+
+def spans(tags: list[str]) -> list[tuple[int, int, str]]:
+    """(start, end, type) of every IOB2 span."""
+    out = []
+    for i, tag in enumerate(tags + ["O"]):
+        if out and out[-1][1] is None and not (tag.startswith("I-") and tag[2:] == out[-1][2]):
+            out[-1] = (out[-1][0], i, out[-1][2])
+        if tag.startswith("B-") or (tag.startswith("I-") and (not out or out[-1][1] is not None)):
+            out.append((i, None, tag[2:]))
+    return out
+
+
+def _squeeze(value: str) -> str:
+    return "".join(value.split()).lower()
+
+
+def tags_from_text(generated: str, words: list[str], types: list[str]) -> list[str]:
+    """Generated "words: TYPE; ..." -> IOB2 tags: each span is matched to the next words that spell it."""
+    tags, cursor, known = ["O"] * len(words), 0, {t.lower(): t for t in types}
+    for part in generated.split(";"):
+        phrase, _, kind = part.rpartition(":")
+        kind, target = known.get(kind.strip().lower()), _squeeze(phrase)
+        if kind is None or not target:
+            continue
+        for start in range(cursor, len(words)):
+            spelled, end = "", start
+            while end < len(words) and len(spelled) < len(target):
+                spelled += _squeeze(words[end])
+                end += 1
+            if spelled == target:
+                tags[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
+                cursor = end
+                break
+    return tags
+
+
+class TokenClassification(Kind):
+    name = "token_classification"
+
+    def num_labels(self, task):
+        return len(tag_labels(task))
+
+    def check_config(self, task, seq2seq):
+        super().check_config(task, seq2seq)
+        if not tag_labels(task):
+            raise ValueError(f"task {task.name}: give task.tag_types (e.g. [PER, ORG]) or task.labels (every IOB2 tag)")
+        if task.tag_scheme not in ("IOB1", "IOB2"):
+            raise ValueError(f"task {task.name}: task.tag_scheme={task.tag_scheme!r}: expected IOB1 or IOB2")
+
+    def words_and_tags(self, task, row) -> tuple[list[str], list[str]]:
+        """A row's words and IOB2 tags, checked against task.labels."""
+        words = column(task, row, task.tokens_field, "tokens_field")
+        tags = column(task, row, task.tags_field, "tags_field")
+        if not words or len(words) != len(tags):
+            raise TaskDataError(f"task {task.name}: {row['_source']}: {len(words)} words but {len(tags)} tags")
+        labels = tag_labels(task)
+        if all(isinstance(t, int) for t in tags):  # hub datasets store class indices
+            if max(tags) >= len(labels) or min(tags) < 0:
+                raise TaskDataError(f"task {task.name}: {row['_source']}: tag index {max(tags)} but only "
+                                    f"{len(labels)} tags")
+            tags = [labels[t] for t in tags]
+        if task.tag_scheme == "IOB1":
+            tags = iob1_to_iob2(list(tags))
+        unknown = sorted(set(tags) - set(labels))
+        if unknown:
+            raise TaskDataError(f"task {task.name}: {row['_source']}: tag(s) {unknown} are not among the task's "
+                                f"tags {labels} (task.tag_types / task.labels)")
+        return list(words), list(tags)
+
+    def encode_bert(self, task, rows, tokenizer, train):
+        tokenizer = pretokenized(tokenizer)
+        index = {t: i for i, t in enumerate(tag_labels(task))}
+        words, tags = zip(*[self.words_and_tags(task, r) for r in rows]) if rows else ((), ())
+        args = [list(words)]
+        if task.predicate_field:  # SRL: "<sentence> [SEP] <predicate>"
+            args.append([[w[int(column(task, r, task.predicate_field, "predicate_field"))]]
+                         for w, r in zip(words, rows)])
+        enc = tokenizer(*args, is_split_into_words=True, truncation="only_first" if len(args) == 2 else True,
+                        max_length=task.max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        items = []
+        for i, row_tags in enumerate(tags):
+            tag_ids, previous = [-100] * len(enc["input_ids"][i]), None
+            for pos, (word, segment) in enumerate(zip(enc.word_ids(i), enc.sequence_ids(i))):
+                if word is not None and segment == 0 and word != previous:
+                    tag_ids[pos] = index[row_tags[word]]
+                    previous = word
+            items.append({**{k: enc[k][i] for k in keys}, "tag_ids": tag_ids})
+        return Features(items, meta=list(tags))
+
+    # ---------------------------------------------------------------- T5: spans as text
+    def _row(self, task, row):
+        words, tags = self.words_and_tags(task, row)
+        predicate = words[int(column(task, row, task.predicate_field, "predicate_field"))] if task.predicate_field else ""
+        return {**row, "sentence": " ".join(words), "predicate": predicate}, words, tags
+
+    def source(self, task, row):
+        return text(task, self._row(task, row)[0], task.template)
+
+    def targets(self, task, row):
+        _, words, tags = self._row(task, row)
+        found = [f"{' '.join(words[s:e])}: {kind}" for s, e, kind in spans(tags)]
+        return ["; ".join(found) or NO_SPANS]
+
+    def reference(self, task, row):
+        _, words, tags = self._row(task, row)
+        return {"words": words, "tags": tags}
+
+    def score(self, task, features, outputs, seq2seq):
+        if not seq2seq:
+            return self.score_bert(task, features, outputs)
+        types = sorted({t[2:] for t in tag_labels(task) if t != "O"})
+        predictions = [tags_from_text(out, ref["words"], types) for out, ref in zip(outputs, features.meta)]
+        return compute_metrics(list(task.metrics), predictions, [ref["tags"] for ref in features.meta])
+
+    def predict_bert(self, model, batch, task):
+        best = model(batch)["logits"].argmax(-1)
+        first = batch["tag_ids"] != -100  # the first sub-word of each word kept by truncation
+        return [best[i][first[i]].tolist() for i in range(best.shape[0])]
+
+    def score_bert(self, task, features, outputs):
+        labels = tag_labels(task)
+        predictions = [[labels[t] for t in out] + ["O"] * (len(gold) - len(out))
+                       for out, gold in zip(outputs, features.meta)]
+        return compute_metrics(list(task.metrics), predictions, features.meta)
+
+
+KIND = TokenClassification()

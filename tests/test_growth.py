@@ -1,0 +1,350 @@
+"""FPT growth on tiny random BERT and T5: layer selection, exact partial models, expansion, prompts, resume."""
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose
+from safetensors.torch import load_file
+
+from fpt.config import StageConfig
+from fpt.growth import Growth, narrow_ffn, reduces_decoder, resolve_stages, select_layers
+from fpt.models import build_model, load_tokenizer
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+SIX_LAYERS = {"tiny-bert": ["model.from_config.num_hidden_layers=6"],
+              "tiny-t5": ["model.from_config.num_layers=6", "model.from_config.num_decoder_layers=6"]}
+
+
+def _model(name: str, prompt: str = "deep", *extra: str):
+    cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=3", "model.dropout=0", *extra)
+    tok = load_tokenizer(cfg.model)
+    torch.manual_seed(0)
+    return build_model(cfg, tok, num_labels=2).eval(), tok, cfg
+
+
+def _batch(tok, seq2seq: bool):
+    batch = dict(tok(["a short one", "a somewhat longer sentence with padding needed"], padding=True,
+                     return_tensors="pt"))
+    if seq2seq:
+        batch["labels"] = tok(text_target=["yes", "no it is not"], padding=True, return_tensors="pt")["input_ids"]
+    else:
+        batch["label"] = torch.tensor([0, 1])
+    return batch
+
+
+def _outputs(model, batch):
+    with torch.no_grad():
+        return model(batch)["logits"]
+
+
+def _stages(model, cfg, *stages, reduce_decoder=True, total=40):
+    """Resolved stages for a hand-written schedule of `total` steps."""
+    sched = copy.deepcopy(cfg.schedule)
+    sched.stages = [StageConfig(**st) for st in stages]
+    sched.reduce_decoder = reduce_decoder
+    return resolve_stages(sched, model.family.dims(model.backbone.config), total)
+
+
+def _random_scores(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    dims = model.family.dims(model.backbone.config)
+    return {s: torch.rand(n, dims["ffn"], generator=g) for s, n in dims["layers"].items()}
+
+
+# --------------------------------------------------------------------------- layer selection
+def test_layer_selection_matches_fpt():
+    assert select_layers(6, 24) == [0, 4, 8, 13, 18, 23]
+    assert select_layers(12, 24) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 23]
+    assert select_layers(24, 24) == list(range(24))
+    assert select_layers(1, 24) == [0]
+    assert [select_layers(k, 6) for k in (2, 3, 4)] == [[0, 5], [0, 2, 5], [0, 1, 3, 5]]
+    for total in (6, 12, 24):
+        for keep in range(2, total + 1):
+            kept = select_layers(keep, total)
+            gaps = [b - a for a, b in zip(kept, kept[1:])]
+            assert kept[0] == 0 and kept[-1] == total - 1 and len(kept) == keep
+            assert max(gaps) - min(gaps) <= 1 and gaps == sorted(gaps)
+    with pytest.raises(ValueError, match="25 of 24"):
+        select_layers(25, 24)
+
+
+def test_stage_fractions_resolve_to_fpt_steps_and_widths():
+    cfg = compose("model=tiny-t5", "schedule=fpt")
+    dims = {"layers": {"encoder": 24, "decoder": 24}, "ffn": 2816, "hidden": 1024}
+    stages = resolve_stages(cfg.schedule, dims, 30000)
+    assert [(s.start, s.end) for s in stages] == [(0, 6000), (6000, 12000), (12000, 18000), (18000, 30000)]
+    assert [s.ffn["encoder"] for s in stages] == [704, 1408, 2112, 2816]
+    assert [len(s.layers["encoder"]) for s in stages] == [6, 12, 18, 24]
+    assert all(s.layers["decoder"] == list(range(24)) and s.ffn["decoder"] == 2816 for s in stages)
+    cfg.schedule.reduce_decoder = True
+    assert resolve_stages(cfg.schedule, dims, 15000)[0].layers["decoder"] == [0, 4, 8, 13, 18, 23]
+    six = resolve_stages(cfg.schedule, {"layers": {"encoder": 6}, "ffn": 1536}, 750)
+    assert [len(s.layers["encoder"]) for s in six] == [2, 3, 4, 6]
+    assert [(s.start, s.end) for s in six] == [(0, 150), (150, 300), (300, 450), (450, 750)]
+    partial = compose("model=tiny-t5", "schedule=partial_cr", "schedule.size=0.75").schedule
+    [only] = resolve_stages(partial, dims, 30000)
+    assert len(only.layers["encoder"]) == 18 and only.ffn["encoder"] == 2112 and (only.start, only.end) == (0, 30000)
+
+
+@pytest.mark.parametrize("task, override, expected", [("mnli", None, False), ("qqp", None, False),
+                                                      ("xsum", None, True), ("squad_v2", None, True),
+                                                      ("record", None, True), ("mnli", "true", True),
+                                                      ("xsum", "false", False)])
+def test_decoder_shrinks_for_generated_answers_by_default(task, override, expected):
+    extra = [f"schedule.reduce_decoder={override}"] if override else []
+    cfg = compose("model=tiny-t5", "schedule=fpt", f"task={task}", *extra)
+    assert reduces_decoder(cfg) is expected
+    dims = {"layers": {"encoder": 24, "decoder": 24}, "ffn": 2816}
+    first = resolve_stages(cfg.schedule, dims, 100, reduces_decoder(cfg))[0]
+    assert (len(first.layers["decoder"]), first.ffn["decoder"]) == ((6, 704) if expected else (24, 2816))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("schedule.stages.0.layers=6.5", "schedule.stages.0.layers=6.5"),
+    ("schedule.stages.1.ffn_ratio=0", "schedule.stages.1.ffn_ratio=0"),
+    ("schedule.stages.3.steps=5", "cover"),
+    ("schedule.stages.0.fraction=null", "schedule.stages.0: give steps or fraction"),
+])
+def test_bad_stages_fail_naming_the_key(override, message):
+    cfg = compose("model=tiny-t5", "schedule=fpt", override)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        resolve_stages(cfg.schedule, {"layers": {"encoder": 24}, "ffn": 2816}, 1000)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["schedule=fpt", "prompt=none"], "prompt=none"),
+    (["schedule=fpt", "schedule.new_layer_prefix=nearest"], "schedule.new_layer_prefix='nearest'"),
+    (["schedule=fpt_ld", "prompt.projection=true"], "prompt.projection=true"),
+])
+def test_bad_growth_settings_fail_naming_the_key(overrides, message):
+    cfg = compose("model=tiny-bert", "prompt=deep", *overrides)
+    model = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        Growth.from_config(cfg, model, 100, None, None, None)
+
+
+# --------------------------------------------------------------------------- exact partial models
+@pytest.mark.parametrize("prompt", ["deep", "shallow"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_partial_model_keeping_everything_equals_full_model(name, prompt):
+    """Every layer re-selected into a new stack and every FFN sliced to all its neurons (in a shuffled
+    order): the same function as the untouched model."""
+    model, tok, _ = _model(name, prompt)
+    batch = _batch(tok, model.family.seq2seq)
+    reference = _outputs(model, batch)
+    family, backbone = model.family, model.backbone
+    g = torch.Generator().manual_seed(1)
+    for stack, layers in family.layer_stacks(backbone).items():
+        for layer in layers:
+            ffn = family.ffn(layer)
+            narrow_ffn(ffn, torch.randperm(ffn.width, generator=g))
+        family.set_layer_stack(backbone, stack, torch.nn.ModuleList(list(layers)))
+    torch.testing.assert_close(_outputs(model, batch), reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, extra", [("tiny-bert", []), ("tiny-t5", []),
+                                         ("tiny-t5", ["model.from_config.feed_forward_proj=relu"])])
+def test_reduced_ffn_equals_full_model_with_other_neurons_zeroed(name, extra):
+    model, tok, cfg = _model(name, "shallow", *extra)
+    reference, _, _ = _model(name, "shallow", *extra)  # same seed: same weights and prompt
+    family = model.family
+    gated = len(family.ffn(family.layer_stacks(model.backbone)["encoder"][0]).in_projs) == 2
+    assert gated == (name == "tiny-t5" and not extra)
+    batch = _batch(tok, family.seq2seq)
+    full = _outputs(model, batch)
+    scores = _random_scores(model)
+    stages = _stages(model, cfg, {"ffn_ratio": 0.25, "fraction": 0.5}, {}, reduce_decoder=True)
+    Growth(model, stages, scores).enter(0)
+    width = stages[0].ffn["encoder"]
+    for stack, layers in family.layer_stacks(reference.backbone).items():
+        for i, layer in enumerate(layers):
+            keep = torch.zeros(scores[stack].shape[1], dtype=torch.bool)
+            keep[scores[stack][i].topk(width).indices] = True
+            family.ffn(layer).out_proj.register_forward_pre_hook(lambda m, a, keep=keep: (a[0] * keep,))
+    reduced = _outputs(model, batch)
+    torch.testing.assert_close(reduced, _outputs(reference, batch), atol=1e-5, rtol=1e-5)
+    assert (reduced - full).abs().max() > 1e-4  # the reduction does change the model
+    assert all(family.ffn(layer).width == width
+               for layers in family.layer_stacks(model.backbone).values() for layer in layers)
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_layer_dropping_runs_exactly_the_selected_layers(name):
+    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name])
+    family = model.family
+    original = {s: list(layers) for s, layers in family.layer_stacks(model.backbone).items()}
+    ran = []
+    for stack, layers in original.items():
+        for i, layer in enumerate(layers):
+            layer.register_forward_hook(lambda *a, key=(stack, i): ran.append(key))
+    growth = Growth(model, _stages(model, cfg, {"layers": 3, "fraction": 0.5}, {}))
+    growth.enter(0)
+    _outputs(model, _batch(tok, family.seq2seq))
+    assert sorted(set(ran)) == sorted((s, i) for s in original for i in [0, 2, 5])
+    assert growth.current_shape(family.dims(model.backbone.config))["layers"] == {s: 3 for s in original}
+    assert model.active_sites == [family.site_layer(n)[1] in (0, 2, 5) for n in model.site_names]
+    if name == "tiny-t5":  # the KV cache is indexed by position: renumbered in the stage, restored at full size
+        assert [b.layer[0].SelfAttention.layer_idx for b in model.backbone.decoder.block] == [0, 1, 2]
+        assert [b.layer[1].EncDecAttention.layer_idx for b in model.backbone.decoder.block] == [0, 1, 2]
+        assert model.backbone.encoder.block[0].layer[0].SelfAttention.has_relative_attention_bias
+    growth.enter(20)
+    assert all(a is b for s in original for a, b in zip(family.layer_stacks(model.backbone)[s], original[s]))
+    assert model.active_sites is None
+    if name == "tiny-t5":
+        assert [b.layer[0].SelfAttention.layer_idx for b in model.backbone.decoder.block] == list(range(6))
+
+
+@pytest.mark.parametrize("prompt", ["deep", "shallow"])
+def test_partial_t5_generates_the_same_with_and_without_cache(prompt):
+    model, tok, cfg = _model("tiny-t5", prompt, *SIX_LAYERS["tiny-t5"])
+    Growth(model, _stages(model, cfg, {"layers": 3, "ffn_ratio": 0.5, "fraction": 0.5}, {}),
+           _random_scores(model)).enter(0)
+    batch = _batch(tok, True)
+    cached = model.generate(batch, max_new_tokens=6)
+    embeds, mask = model.encoder_inputs(batch)
+    with model.deep_prompt():
+        plain = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
+                                        max_new_tokens=6, use_cache=False)
+    assert torch.equal(cached, plain)
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_expansion_restores_the_full_model_bitwise(name):
+    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name])
+    batch = _batch(tok, model.family.seq2seq)
+    before_out = _outputs(model, batch)
+    before_state = {k: v.clone() for k, v in model.state_dict().items()}
+    growth = Growth(model, _stages(model, cfg, {"layers": 2, "ffn_ratio": 0.25, "fraction": 0.25},
+                                   {"layers": 4, "ffn_ratio": 0.5, "fraction": 0.25}, {}), _random_scores(model),
+                    new_layer_prefix="init")  # (copy would change the joining layers' prefixes)
+    for step in (0, 10):
+        growth.enter(step)
+        assert not torch.equal(_outputs(model, batch), before_out)
+    growth.enter(20)
+    assert growth.final_stage
+    after = model.state_dict()
+    assert list(after) == list(before_state)
+    assert all(torch.equal(after[k], v) for k, v in before_state.items())
+    assert torch.equal(_outputs(model, batch), before_out)
+
+
+def test_ffn_neuron_sets_are_nested_from_stage_to_stage():
+    model, _, cfg = _model("tiny-bert", "deep", *SIX_LAYERS["tiny-bert"])
+    growth = Growth(model, _stages(model, cfg, {"ffn_ratio": 0.25, "fraction": 0.25},
+                                   {"ffn_ratio": 0.5, "fraction": 0.25}, {"ffn_ratio": 0.75}), _random_scores(model))
+    full = [model.family.ffn(layer).in_projs[0].weight.clone() for layer in model.backbone.encoder.layer]
+    kept = []
+    for step in (0, 10, 20):
+        growth.enter(step)
+        rows = []
+        for layer, weight in zip(model.backbone.encoder.layer, full):
+            sliced = model.family.ffn(layer).in_projs[0].weight
+            rows.append({int((weight == row).all(1).nonzero()[0]) for row in sliced})  # which neurons
+        kept.append(rows)
+    for small, large in zip(kept, kept[1:]):
+        assert all(a < b for a, b in zip(small, large))
+
+
+# --------------------------------------------------------------------------- prompts across an expansion
+@pytest.mark.parametrize("mode", ["copy", "init"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_deep_prefixes_across_an_expansion(name, mode):
+    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name])
+    deep = model.deep
+    growth = Growth(model, _stages(model, cfg, {"layers": 2, "ffn_ratio": 0.5, "fraction": 0.5}, {}),
+                    _random_scores(model), new_layer_prefix=mode)
+    growth.enter(0)
+    with torch.no_grad():
+        deep.embeds.add_(torch.randn_like(deep.embeds))  # "trained": differs from the init
+    before, param = deep.embeds.detach().clone(), deep.embeds
+    assert growth.enter(20)
+    assert deep.embeds is param
+    for i, name_i in enumerate(model.site_names):
+        stack, layer, kind = name_i.split(".", 2)
+        now, was = deep.site_params(i), before.view(3, len(model.site_names), -1)[:, i]
+        if int(layer) in (0, 5):  # kept: bitwise the same
+            assert torch.equal(now, was), name_i
+        elif mode == "init":
+            assert torch.equal(now, was), name_i
+        else:  # joined: the nearest trained layer's prefix (0 for layers 1-2, 5 for 3-4)
+            src = model.site_names.index(f"{stack}.{0 if int(layer) <= 2 else 5}.{kind}")
+            assert torch.equal(now, before.view(3, len(model.site_names), -1)[:, src]), name_i
+    assert growth.enter(20) is False  # idempotent
+
+
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_shallow_prompt_and_head_are_untouched_by_an_expansion(name):
+    model, _, cfg = _model(name, "shallow", *SIX_LAYERS[name])
+    growth = Growth(model, _stages(model, cfg, {"layers": 2, "ffn_ratio": 0.5, "fraction": 0.5}, {}),
+                    _random_scores(model))
+    growth.enter(0)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    snapshot = {n: p.detach().clone() for n, p in trainable.items()}
+    growth.enter(20)
+    now = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert set(now) == set(trainable) and all(now[n] is trainable[n] for n in now)
+    assert all(torch.equal(now[n], snapshot[n]) for n in now)
+
+
+def test_entering_a_stage_directly_equals_growing_into_it():
+    """A resumed run jumps straight to its stage: the same partial model as one grown step by step."""
+    grown, tok, cfg = _model("tiny-t5", "deep", *SIX_LAYERS["tiny-t5"])
+    jumped, _, _ = _model("tiny-t5", "deep", *SIX_LAYERS["tiny-t5"])
+    stages = [{"layers": 2, "ffn_ratio": 0.25, "fraction": 0.25}, {"layers": 4, "ffn_ratio": 0.5, "fraction": 0.25},
+              {"layers": 5, "ffn_ratio": 0.75, "fraction": 0.25}, {}]
+    scores = _random_scores(grown)
+    a = Growth(grown, _stages(grown, cfg, *stages), scores, new_layer_prefix="init")
+    for step in range(0, 25):
+        a.enter(step)
+    b = Growth(jumped, _stages(jumped, cfg, *stages), scores, new_layer_prefix="init")
+    b.enter(24)
+    assert a.stage_index == b.stage_index == 2
+    batch = _batch(tok, True)
+    assert torch.equal(_outputs(grown, batch), _outputs(jumped, batch))
+
+
+# --------------------------------------------------------------------------- train.py end to end
+TINY_FPT = ["model=tiny-bert", "model.from_config.num_hidden_layers=4", "prompt=deep", "prompt.length=4",
+            "trainer.max_steps=12", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
+            "task.max_eval_samples=100", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=1"]
+STAGES = "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers: 3, ffn_ratio: 0.75, steps: 4}, {}]"
+
+
+def _train(run_dir: Path, *overrides: str, fault: str | None = None):
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    env.pop("FPT_FAULT", None)
+    if fault:
+        env["FPT_FAULT"] = fault
+    cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}", f"output_root={run_dir}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == (-9 if fault else 0), proc.stderr[-3000:]
+    return proc
+
+
+def test_train_with_growth_resumes_bitwise_across_a_stage_boundary(tmp_path):
+    """Killed after the checkpoint that ends stage 0 (step 4): the resumed run grows the model and copies
+    the joining layers' prefixes from the trained ones exactly as the uninterrupted run did."""
+    full, killed, vanilla = tmp_path / "full", tmp_path / "killed", tmp_path / "vanilla"
+    _train(full, *TINY_FPT, "schedule=fpt", STAGES)
+    _train(killed, *TINY_FPT, "schedule=fpt", STAGES, fault="after_step:6")
+    _train(killed, *TINY_FPT, "schedule=fpt", STAGES)
+    a, b = load_file(full / "trainable_final.safetensors"), load_file(killed / "trainable_final.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (full, killed))
+    assert ra["final"] == rb["final"] and ra["train_flops"] == rb["train_flops"]
+    steps = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [x["stage"] for x in steps if "stage" in x] == [0] * 4 + [1] * 4 + [2] * 4
+    flops = [x["train_flops"] for x in steps if "stage" in x]
+    per_step = [b - a for a, b in zip([0] + flops, flops)]
+    assert per_step[0] < per_step[4] < per_step[8]  # cheaper stages first
+    assert [s["layers"]["encoder"] for s in ra["growth"]["stages"]] == [2, 3, 4]
+    assert ra["best_step"] == 12  # partial models are evaluated but cannot be the best
+    _train(vanilla, *TINY_FPT)
+    rv = json.loads((vanilla / "results.json").read_text())
+    assert ra["train_flops"] < rv["train_flops"]

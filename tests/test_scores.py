@@ -1,0 +1,104 @@
+"""Activation scores: what they measure (checked by an independent capture), padding, the cache, the command."""
+import random
+
+import pytest
+import torch
+from conftest import compose
+
+from fpt.models import build_model, load_tokenizer
+from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores, main
+from fpt.prompts import ShallowPrompt
+from fpt.tasks import collate, encode, read_rows
+
+torch.set_num_threads(1)
+
+
+def _setup(name: str, prompt: str = "deep", *extra: str):
+    cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=3", "task.max_eval_samples=24", *extra)
+    tok = load_tokenizer(cfg.model)
+    torch.manual_seed(0)
+    model = build_model(cfg, tok, num_labels=2)
+    features = encode(cfg.task, read_rows(cfg.task, "eval"), tok, model.family.seq2seq, cfg.model.target_prefix)
+    return model, features, cfg
+
+
+def _reference_scores(model, features, seed):
+    """Means of |input of each FFN's output projection| (the hidden activation), one example at a time."""
+    family, backbone = model.family, model.backbone
+    picked = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed)).tolist()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        prompt = ShallowPrompt(PROMPT_LENGTH, family.dims(backbone.config)["hidden"])
+    stacks = family.layer_stacks(backbone)
+    sums = {s: torch.zeros(len(layers), family.ffn(layers[0]).width, dtype=torch.float64) for s, layers in stacks.items()}
+    handles = []
+    for stack, layers in stacks.items():
+        for i, layer in enumerate(layers):
+            def hook(module, args, stack=stack, i=i):
+                sums[stack][i] += args[0][0].abs().mean(0).double()  # one unpadded example: every position
+            handles.append(family.ffn(layer).out_proj.register_forward_pre_hook(hook))
+    model.eval()
+    with torch.no_grad(), _scoring_prompt(model, prompt):
+        for i in picked:
+            batch = collate([features[i]], 0)
+            if family.seq2seq:
+                embeds, mask = model.encoder_inputs(batch)
+                backbone(inputs_embeds=embeds, attention_mask=mask, labels=batch["labels"])
+            else:
+                backbone(input_ids=batch["input_ids"], attention_mask=model.extend_mask(batch["attention_mask"]))
+    for h in handles:
+        h.remove()
+    return {s: (v / len(picked)).float() for s, v in sums.items()}
+
+
+@pytest.mark.parametrize("prompt", ["deep", "shallow"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_scores_match_an_independent_capture(name, prompt):
+    """Batched with padding, through hooks on the FFN input projections == one example at a time, through
+    hooks on the output projections' inputs; the run's own prompt plays no part."""
+    model, features, _ = _setup(name, prompt)
+    scores = activation_scores(model, features, num_examples=len(features), seed=3, batch_size=8)
+    reference = _reference_scores(model, features, seed=3)
+    assert set(scores) == ({"encoder", "decoder"} if name == "tiny-t5" else {"encoder"})
+    for stack in scores:
+        assert scores[stack].shape == (2, 64)
+        torch.testing.assert_close(scores[stack], reference[stack], atol=1e-5, rtol=1e-4)
+    other = activation_scores(model, features, num_examples=8, seed=4, batch_size=8)
+    assert not torch.equal(other["encoder"], scores["encoder"])  # a subset of other examples scores otherwise
+
+
+def test_scoring_leaves_the_model_and_the_random_stream_alone():
+    model, features, _ = _setup("tiny-bert", "shallow")
+    model.train()
+    prompt, hooks = model.shallow, dict(model.backbone.embeddings._forward_hooks)
+    state = torch.get_rng_state()
+    py_state = random.getstate()
+    activation_scores(model, features, num_examples=8, seed=0)
+    assert model.training and model.shallow is prompt
+    assert dict(model.backbone.embeddings._forward_hooks) == hooks
+    assert torch.equal(torch.get_rng_state(), state) and random.getstate() == py_state
+    assert all(not m._forward_hooks for m in model.backbone.modules() if isinstance(m, torch.nn.Linear))
+
+
+def test_cache_is_reused_and_recomputed_for_other_weights(tmp_path):
+    model, features, cfg = _setup("tiny-t5", "deep", f"output_root={tmp_path}")
+    scores, info = load_or_compute(cfg, model, features)
+    assert info["computed"] and (tmp_path / "scores" / "sample_sentiment-tiny-t5.safetensors").is_file()
+    again, info = load_or_compute(cfg, model, features)
+    assert not info["computed"] and all(torch.equal(scores[k], again[k]) for k in scores)
+    torch.manual_seed(1)  # another random tiny model: the cached scores are not its scores
+    other = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+    fresh, info = load_or_compute(cfg, other, features)
+    assert info["computed"] and not torch.equal(fresh["encoder"], scores["encoder"])
+
+
+def test_score_command_on_sst2_writes_reproducible_scores(shared_data, tmp_path):
+    args = ["model=minilm", "task=sst2", f"task.data_dir={shared_data / 'GLUE' / 'SST-2'}", "task.max_length=64",
+            "schedule.num_score_examples=150", "trainer.eval_batch_size=50"]
+    first = main([*args, f"schedule.scores_path={tmp_path / 'a.safetensors'}"])
+    second = main([*args, f"schedule.scores_path={tmp_path / 'b.safetensors'}"])
+    scores, settings = load_scores(first)
+    assert scores["encoder"].shape == (6, 1536)  # MiniLM: 6 layers of 1536 FFN neurons
+    assert settings["examples"] == 150 and settings["task"] == "sst2" and settings["model"] == "minilm"
+    assert bool((scores["encoder"] > 0).all())
+    assert first.read_bytes() == second.read_bytes()  # (other seeds score other examples: see above)
