@@ -1,6 +1,7 @@
 """FPT vs vanilla prompt tuning on MiniLM + SST-2 (issue 3, point 4): accuracy, counted FLOPs, wall-clock.
 
-The foundation issue's setup (8,000 training rows, max_length 64, P=20, AdamW 1e-2, batch 32, 750 steps),
+The foundation issue's setup (8,000 training rows, max_length 64, P=20, AdamW 1e-2 with linear decay, batch 32,
+750 steps, backbone dropout 0),
 for shallow and deep prompts, 3 seeds each: vanilla (schedule=none) vs schedule=fpt (2/3/4/6 layers with
 25/50/75/100% of the FFN neurons, 150/150/150/300 steps), and for deep prompts both ways of starting a
 joining layer's prefix (schedule.new_layer_prefix=copy|init). Runs are interleaved seed by seed so that
@@ -29,7 +30,7 @@ DATA = ROOT.parent / "shared" / "data" / "GLUE" / "SST-2"
 OUT = ROOT / "outputs" / "bench_fpt_sst2"
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = ["model=minilm", "task=sst2", f"task.data_dir={DATA}", "task.max_train_samples=8000", "task.max_length=64",
-        "prompt.length=20", "optim.lr=1e-2", "trainer.batch_size=32", "trainer.max_steps=750",
+        "prompt.length=20", "optim.lr=1e-2", "model.dropout=0", "trainer.batch_size=32", "trainer.max_steps=750",
         "trainer.eval_every=150", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=10"]
 ARMS = {  # name -> (prompt, extra overrides)
     "shallow/vanilla": ("shallow", ["schedule=none"]),

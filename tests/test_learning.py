@@ -27,7 +27,9 @@ def _sst2(shared_data):
 
 
 def test_sst2_deep_prompt_learns(tmp_path, shared_data):
-    results = _train(tmp_path, *_sst2(shared_data), "prompt=deep", "prompt.length=20", "optim.lr=1e-2")
+    # backbone dropout off, as FPT trains (with MiniLM's own 0.1 this run ends at 0.814: README, Measured results)
+    results = _train(tmp_path, *_sst2(shared_data), "prompt=deep", "prompt.length=20", "optim.lr=1e-2",
+                     "model.dropout=0")
     assert results["status"] == "completed"
     assert results["best"]["accuracy"] >= 0.82, results
     assert results["trainable_params"] < 100_000  # prompt + head only
