@@ -105,7 +105,7 @@ class ScheduleConfig:
     name: str = "none"
     stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
     reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only
-    new_layer_prefix: str = "copy"      # deep prompts: a joining layer's prefix: "init" or "copy"
+    new_layer_prefix: str = "init"      # deep prompts: a joining layer's prefix: "init" or "copy"
     size: Optional[float] = None        # partial_* schedules: the kept share, interpolated into their stage
     num_score_examples: int = 1000      # activation scores (fpt/scores.py): validation examples, their seed,
     score_seed: int = 0

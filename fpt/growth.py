@@ -141,7 +141,7 @@ class Growth:
     """Moves a PromptedModel between the stages of a schedule; `enter(step)` before every step."""
 
     def __init__(self, model=None, stages: list[Stage] | None = None, scores: dict | None = None,
-                 new_layer_prefix: str = "copy"):
+                 new_layer_prefix: str = "init"):
         self.model, self.stages = model, stages or []
         self.new_layer_prefix = new_layer_prefix
         self.stage_index = 0

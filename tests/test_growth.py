@@ -120,7 +120,7 @@ def test_bad_stages_fail_naming_the_key(override, message):
 @pytest.mark.parametrize("overrides, message", [
     (["schedule=fpt", "prompt=none"], "prompt=none"),
     (["schedule=fpt", "schedule.new_layer_prefix=nearest"], "schedule.new_layer_prefix='nearest'"),
-    (["schedule=fpt_ld", "prompt.projection=true"], "prompt.projection=true"),
+    (["schedule=fpt_ld", "schedule.new_layer_prefix=copy", "prompt.projection=true"], "prompt.projection=true"),
 ])
 def test_bad_growth_settings_fail_naming_the_key(overrides, message):
     cfg = compose("model=tiny-bert", "prompt=deep", *overrides)
