@@ -32,12 +32,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 BASE = ["model=minilm", "task=sst2", f"task.data_dir={DATA}", "task.max_train_samples=8000", "task.max_length=64",
         "prompt.length=20", "optim.lr=1e-2", "model.dropout=0", "trainer.batch_size=32", "trainer.max_steps=750",
         "trainer.eval_every=150", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=10"]
+SIXTY = "schedule.stages=[{layers:2,ffn_ratio:0.25,fraction:0.3},{layers:4,ffn_ratio:0.5,fraction:0.1},{}]"
 ARMS = {  # name -> (prompt, extra overrides)
     "shallow/vanilla": ("shallow", ["schedule=none"]),
     "shallow/fpt": ("shallow", ["schedule=fpt"]),
     "deep/vanilla": ("deep", ["schedule=none"]),
     "deep/fpt (copy)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=copy"]),
     "deep/fpt (init)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=init"]),
+    # the full model for 60% of the steps after 2 cheap stages (2 layers/25% FFN, 4/50%): ~0.69 of the FLOPs
+    "deep/fpt-60": ("deep", ["schedule=fpt", SIXTY]),
+    "shallow/fpt-60": ("shallow", ["schedule=fpt", SIXTY]),
 }
 
 
