@@ -4,7 +4,8 @@ The foundation issue's setup (8,000 training rows, max_length 64, P=20, AdamW 1e
 750 steps, backbone dropout 0),
 for shallow and deep prompts, 3 seeds each: vanilla (schedule=none) vs schedule=fpt (2/3/4/6 layers with
 25/50/75/100% of the FFN neurons, 150/150/150/300 steps), and for deep prompts both ways of starting a
-joining layer's prefix (schedule.new_layer_prefix=copy|init). Runs are interleaved seed by seed so that
+joining layer's prefix (schedule.new_layer_prefix=copy|init). Arm fpt-60 gives the full model 60% of the steps
+after two cheap stages (2 layers/25% FFN for 30%, 4 layers/50% for 10%): ~0.69 of vanilla's FLOPs. Runs are interleaved seed by seed so that
 load from other processes hits both sides alike; every run uses one thread.
 
     nice python benchmarks/fpt_sst2.py            # ~5 h on a 2-core CPU; finished runs are skipped
@@ -36,12 +37,12 @@ SIXTY = "schedule.stages=[{layers:2,ffn_ratio:0.25,fraction:0.3},{layers:4,ffn_r
 ARMS = {  # name -> (prompt, extra overrides)
     "shallow/vanilla": ("shallow", ["schedule=none"]),
     "shallow/fpt": ("shallow", ["schedule=fpt"]),
+    "shallow/fpt-60": ("shallow", ["schedule=fpt", SIXTY]),
     "deep/vanilla": ("deep", ["schedule=none"]),
     "deep/fpt (copy)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=copy"]),
     "deep/fpt (init)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=init"]),
     # the full model for 60% of the steps after 2 cheap stages (2 layers/25% FFN, 4/50%): ~0.69 of the FLOPs
     "deep/fpt-60": ("deep", ["schedule=fpt", SIXTY]),
-    "shallow/fpt-60": ("shallow", ["schedule=fpt", SIXTY]),
 }
 
 
