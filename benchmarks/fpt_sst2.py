@@ -5,7 +5,8 @@ The foundation issue's setup (8,000 training rows, max_length 64, P=20, AdamW 1e
 for shallow and deep prompts, 3 seeds each: vanilla (schedule=none) vs schedule=fpt (2/3/4/6 layers with
 25/50/75/100% of the FFN neurons, 150/150/150/300 steps), and for deep prompts both ways of starting a
 joining layer's prefix (schedule.new_layer_prefix=copy|init). Arm fpt-60 gives the full model 60% of the steps
-after two cheap stages (2 layers/25% FFN for 30%, 4 layers/50% for 10%): ~0.69 of vanilla's FLOPs. Runs are interleaved seed by seed so that
+after two cheap stages (2 layers/25% FFN for 30%, 4 layers/50% for 10%): ~0.69 of vanilla's FLOPs; arm
+vanilla-450 stops vanilla at 60% of the steps. Runs are interleaved seed by seed so that
 load from other processes hits both sides alike; every run uses one thread.
 
     nice python benchmarks/fpt_sst2.py            # ~5 h on a 2-core CPU; finished runs are skipped
@@ -43,6 +44,8 @@ ARMS = {  # name -> (prompt, extra overrides)
     "deep/fpt (init)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=init"]),
     # the full model for 60% of the steps after 2 cheap stages (2 layers/25% FFN, 4/50%): ~0.69 of the FLOPs
     "deep/fpt-60": ("deep", ["schedule=fpt", SIXTY]),
+    # the cheaper baseline FPT has to beat: vanilla stopped at 60% of the steps (its own full LR decay)
+    "deep/vanilla-450": ("deep", ["schedule=none", "trainer.max_steps=450"]),
 }
 
 
@@ -55,8 +58,10 @@ def train(arm: str, seed: int, steps: int, more: list[str] = ()) -> dict:
     out = run_dir(arm, seed)
     if (out / "results.json").exists() and json.loads((out / "results.json").read_text())["status"] == "completed":
         return json.loads((out / "results.json").read_text())
+    if not any(x.startswith("trainer.max_steps=") for x in extra):
+        extra = [*extra, f"trainer.max_steps={steps}"]
     cmd = [sys.executable, str(ROOT / "train.py"), *BASE, f"prompt={prompt}", *extra, *more, f"seed={seed}",
-           f"trainer.max_steps={steps}", f"hydra.run.dir={out}", f"output_root={OUT}"]
+           f"hydra.run.dir={out}", f"output_root={OUT}"]
     started = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
