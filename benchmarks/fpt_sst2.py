@@ -53,21 +53,24 @@ def run_dir(arm: str, seed: int) -> Path:
     return OUT / f"{arm.replace('/', '-').replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}"
 
 
-def train(arm: str, seed: int, steps: int, more: list[str] = ()) -> dict:
-    prompt, extra = ARMS[arm]
-    out = run_dir(arm, seed)
-    if (out / "results.json").exists() and json.loads((out / "results.json").read_text())["status"] == "completed":
+def run_train(overrides: list[str], out: Path, output_root: Path, label: str) -> dict:
+    """train.py with BASE + overrides (later overrides win) into `out`, unless already completed there."""
+    if _done(out):
         return json.loads((out / "results.json").read_text())
-    if not any(x.startswith("trainer.max_steps=") for x in extra):
-        extra = [*extra, f"trainer.max_steps={steps}"]
-    cmd = [sys.executable, str(ROOT / "train.py"), *BASE, f"prompt={prompt}", *extra, *more, f"seed={seed}",
-           f"hydra.run.dir={out}", f"output_root={OUT}"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *BASE, *overrides, f"hydra.run.dir={out}",
+           f"output_root={output_root}"]
     started = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f"{arm} seed {seed} failed:\n{proc.stderr[-3000:]}")
-    print(f"{arm:18s} seed {seed}: {time.time() - started:.0f}s", flush=True)
+        sys.exit(f"{label} failed:\n{proc.stderr[-3000:]}")
+    print(f"{label}: {time.time() - started:.0f}s", flush=True)
     return json.loads((out / "results.json").read_text())
+
+
+def train(arm: str, seed: int, steps: int, more: list[str] = ()) -> dict:
+    prompt, extra = ARMS[arm]  # an arm's own trainer.max_steps comes after `steps` and wins
+    return run_train([f"prompt={prompt}", f"trainer.max_steps={steps}", *extra, *more, f"seed={seed}"],
+                     run_dir(arm, seed), OUT, f"{arm:18s} seed {seed}")
 
 
 def curve(arm: str, seed: int) -> list[tuple[int, float]]:
@@ -80,15 +83,15 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _done(arm: str, seed: int) -> bool:
-    path = run_dir(arm, seed) / "results.json"
+def _done(out: Path) -> bool:
+    path = out / "results.json"
     return path.exists() and json.loads(path.read_text())["status"] == "completed"
 
 
 def report(seeds: list[int], score_seconds: float | None, name: str = "fpt_sst2", setup: list[str] = ()) -> dict:
     """The table (and plot) of every arm whose runs are complete for all seeds."""
     rows = {}
-    for arm in [a for a in ARMS if all(_done(a, s) for s in seeds)]:
+    for arm in [a for a in ARMS if all(_done(run_dir(a, s)) for s in seeds)]:
         res = [json.loads((run_dir(arm, s) / "results.json").read_text()) for s in seeds]
         base = [json.loads((run_dir(arm.split("/")[0] + "/vanilla", s) / "results.json").read_text()) for s in seeds]
         rows[arm] = {

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fpt_sst2 import BASE, ROOT  # noqa: E402  (the same setup)
+from fpt_sst2 import ROOT, run_train  # noqa: E402  (the same setup)
 
 OUT = ROOT / "outputs" / "bench_fpt_transfer"
 SCORES = ROOT / "outputs" / "bench_fpt_sst2"  # the activation scores the FPT benchmark already cached
@@ -31,11 +30,7 @@ ARMS = {  # name -> the partial model (layers, ffn_ratio); None = the full model
 }
 
 
-def run(arm: str, prompt: str, steps: int, prefix: str) -> Path:
-    out = OUT / f"{prompt}-{arm}-{prefix}-{steps}"
-    done = out / "results.json"
-    if done.exists() and json.loads(done.read_text())["status"] == "completed":
-        return out
+def run(arm: str, prompt: str, steps: int, prefix: str) -> None:
     if ARMS[arm] is None:
         sched, total = ["schedule=none"], steps
     else:
@@ -43,12 +38,8 @@ def run(arm: str, prompt: str, steps: int, prefix: str) -> Path:
         sched = ["schedule=fpt", f"schedule.stages=[{{layers:{layers},ffn_ratio:{ratio},steps:{steps}}},{{}}]",
                  f"schedule.new_layer_prefix={prefix}"]
         total = steps + 1
-    cmd = [sys.executable, str(ROOT / "train.py"), *BASE, f"prompt={prompt}", *sched, f"trainer.max_steps={total}",
-           f"trainer.eval_every={steps}", f"hydra.run.dir={out}", f"output_root={SCORES}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"{arm} failed:\n{proc.stderr[-3000:]}")
-    return out
+    run_train([f"prompt={prompt}", *sched, f"trainer.max_steps={total}", f"trainer.eval_every={steps}"],
+              OUT / f"{prompt}-{arm}-{prefix}-{steps}", SCORES, arm)
 
 
 def summary(out: Path) -> dict:
@@ -68,8 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    for arm in args.arms:
-        if not args.report_only:
+    if not args.report_only:
+        for arm in args.arms:
             run(arm, args.prompt, args.steps, args.prefix)
     rows = {}
     for out in sorted(OUT.glob("*/results.json")):
