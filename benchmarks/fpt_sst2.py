@@ -12,6 +12,9 @@ load from other processes hits both sides alike; every run uses one thread.
     nice python benchmarks/fpt_sst2.py            # ~5 h on a 2-core CPU; finished runs are skipped
     nice python benchmarks/fpt_sst2.py --prompts shallow & nice python benchmarks/fpt_sst2.py --prompts deep
     python benchmarks/fpt_sst2.py --report-only   # table + plot from the runs on disk
+    # the same arms under another setting, in their own folder and table (here: FPT's constant learning rate)
+    python benchmarks/fpt_sst2.py --arms shallow/vanilla shallow/fpt deep/vanilla deep/fpt-60 \
+        --extra optim.schedule=constant --out outputs/bench_fpt_sst2_const --name fpt_sst2_const
 
 Writes benchmarks/results/fpt_sst2.json, benchmarks/results/fpt_sst2.md (the README table) and
 benchmarks/results/fpt_sst2.png (dev accuracy against cumulative training FLOPs).
