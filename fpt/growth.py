@@ -9,10 +9,12 @@ A stage runs a partial model cut from the full pretrained one:
 
 Every stage is rebuilt from the full model's own modules, so growing restores the original layers and
 neurons exactly, and the neuron sets are nested (one score order per layer). The trainable tensors
-(shallow prompt, deep prompt, head) are the same Parameters in every stage: the optimizer state and the
-LR schedule carry over. A deep prompt has a prefix for every layer of the full model from the start; a
-layer absent from a stage does not use it, and when the layer joins its prefix is either its own
-untrained init or a copy of the nearest trained layer's (`schedule.new_layer_prefix=init|copy`).
+(shallow prompt, deep prompt, head) are the same Parameters in every stage: the optimizer holds them all
+from the start and the LR schedule carries over. A deep prompt has its own prefix Parameter for every
+attention site of the full model; a site absent from a stage is left out of forward and backward (its
+Parameter does not require grad, its grad stays None), so the optimizer neither steps, decays nor keeps
+state for it, and when the site joins its optimizer state starts fresh (AdamW, Adafactor). Its prefix then
+is its own untrained init or a copy of the nearest trained layer's (`schedule.new_layer_prefix=init|copy`).
 
 With no stages the full model trains for the whole run (vanilla prompt tuning).
 """
@@ -266,7 +268,7 @@ class Growth:
                 family.set_layer_stack(backbone, stack, nn.ModuleList([full[i] for i in keep]))
         kept = {(s, i) for s, keep in st.layers.items() for i in keep}
         active = [family.site_layer(name) in kept for name in self.model.site_names]
-        self.model.active_sites = None if all(active) else active
+        self.model.set_active_sites(None if all(active) else active)
         self._built = k
 
     @torch.no_grad()

@@ -51,10 +51,17 @@ class ShallowPrompt(nn.Module):
 
 # --------------------------------------------------------------------------- deep prompt
 class DeepPrompt(nn.Module):
-    """A key/value prefix for each attention site: forward() -> [sites, 2, heads, P, head_dim].
+    """A key/value prefix for each attention site: forward(active) -> one [2, heads, P, head_dim] per site.
 
-    With `projection=True` (P-tuning v2's reparameterization) the prefixes are produced by an MLP
-    from P trainable embeddings: Embedding(P, d) -> Linear(d, hidden) -> tanh -> Linear(hidden, sites*2*d).
+    Every site owns its trainable tensors: `prefixes[i]` ([P, 2*width]), or with `projection=True`
+    (P-tuning v2's reparameterization: Embedding(P, d) -> Linear(d, hidden) -> tanh -> Linear(hidden, 2*d)
+    per site) its own output Linear `outputs[i]` behind the shared embeddings and first Linear. A site
+    left out of `active` (a layer absent from a growth stage) takes part in neither forward nor backward:
+    its tensors get no gradient (grad None), so the optimizer gives them no step, moments or weight decay
+    until the site joins, and then starts them fresh.
+
+    The init is drawn exactly as one tensor for all sites was before (one randn / one Linear of the full
+    width, then split), so a seed gives the same initial prefixes as the single-tensor layout.
     """
 
     def __init__(self, num_sites: int, length: int, num_heads: int, head_dim: int,
@@ -62,35 +69,67 @@ class DeepPrompt(nn.Module):
         super().__init__()
         self.num_sites, self.length, self.num_heads, self.head_dim = num_sites, length, num_heads, head_dim
         width = num_heads * head_dim
+        self.prefixes = self.outputs = self.embeds = self.mlp = None
         if projection:
             self.embeds = nn.Parameter(torch.randn(length, width))
-            self.mlp = nn.Sequential(nn.Linear(width, projection_hidden), nn.Tanh(),
-                                     nn.Linear(projection_hidden, num_sites * 2 * width))
+            self.mlp = nn.Sequential(nn.Linear(width, projection_hidden), nn.Tanh())
+            full = nn.Linear(projection_hidden, num_sites * 2 * width)  # split: same init as one output layer
+            self.outputs = nn.ModuleList()
+            for i in range(num_sites):
+                rows = slice(i * 2 * width, (i + 1) * 2 * width)
+                out = nn.Linear(projection_hidden, 2 * width, device="meta")
+                out.weight = nn.Parameter(full.weight.detach()[rows].clone())
+                out.bias = nn.Parameter(full.bias.detach()[rows].clone())
+                self.outputs.append(out)
         else:  # N(0, 1) as P-tuning v2's nn.Embedding default
-            self.embeds = nn.Parameter(torch.randn(length, num_sites * 2 * width))
-            self.mlp = None
+            full = torch.randn(length, num_sites, 2 * width)
+            self.prefixes = nn.ParameterList([nn.Parameter(full[:, i].clone()) for i in range(num_sites)])
+        self.gates = nn.ParameterDict()  # schedule.new_layer_prefix=gate: site index (str) -> scalar, init 0
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self) -> torch.Tensor:
-        flat = self.mlp(self.embeds) if self.mlp is not None else self.embeds  # [P, sites*2*width]
+    def site_modules(self, site: int) -> list[nn.Parameter]:
+        """The trainable tensors that belong to one site only (its prefix or output Linear, and gate)."""
+        own = [self.prefixes[site]] if self.prefixes is not None else list(self.outputs[site].parameters())
+        return own + ([self.gates[str(site)]] if str(site) in self.gates else [])
+
+    def add_gates(self, sites: list[int]) -> None:
+        """A learnable gate, initialised at 0 (no effect), on the prefix of each of these sites."""
+        like = self.embeds if self.embeds is not None else self.prefixes[0]
+        for site in sites:
+            self.gates[str(site)] = nn.Parameter(torch.zeros((), device=like.device, dtype=like.dtype))
+
+    def forward(self, active: list[bool] | None = None) -> list[torch.Tensor | None]:
+        """Each active site's prefix [2, H, P, D] (None for inactive sites); only active sites are computed."""
+        on = [i for i in range(self.num_sites) if active is None or active[i]]
+        if not on:
+            return [None] * self.num_sites
+        if self.mlp is not None:  # one matmul over the active sites' output rows
+            hidden = self.mlp(self.embeds)
+            weight = torch.cat([self.outputs[i].weight for i in on])
+            bias = torch.cat([self.outputs[i].bias for i in on])
+            flat = nn.functional.linear(hidden, weight, bias)  # [P, n*2*width]
+        else:
+            flat = torch.stack([self.prefixes[i] for i in on], dim=1)  # [P, n, 2*width]
         flat = self.dropout(flat)
-        prefix = flat.view(self.length, self.num_sites, 2, self.num_heads, self.head_dim)
-        return prefix.permute(1, 2, 3, 0, 4)  # [sites, 2, H, P, D]
+        prefix = flat.reshape(self.length, len(on), 2, self.num_heads, self.head_dim).permute(1, 2, 3, 0, 4)
+        out = [None] * self.num_sites
+        for j, i in enumerate(on):
+            out[i] = prefix[j]
+        return out
 
     @torch.no_grad()
     def init_from_activations(self, keys_values: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Start each site's prefix from real keys/values ([H, P, D] each), e.g. of vocabulary tokens."""
         if self.mlp is not None:
             raise ValueError("prompt.init=vocab|text sets the prefix directly; it needs prompt.projection=false")
-        stacked = torch.stack([torch.stack([k, v]) for k, v in keys_values])  # [sites, 2, H, P, D]
-        self.embeds.copy_(stacked.permute(3, 0, 1, 2, 4).reshape(self.length, -1))
+        for param, (k, v) in zip(self.prefixes, keys_values):
+            param.copy_(torch.stack([k, v]).permute(2, 0, 1, 3).reshape(self.length, -1))
 
-    def site_params(self, site: int) -> torch.Tensor:
-        """Raw trainable rows that belong to one site (no projection): [P, 2*width]."""
+    def site_params(self, site: int) -> nn.Parameter:
+        """The trainable prefix of one site (no projection): [P, 2*width]."""
         if self.mlp is not None:
-            raise ValueError("per-site prefixes are not separate parameters with prompt.projection=true")
-        width = self.num_heads * self.head_dim
-        return self.embeds.view(self.length, self.num_sites, 2 * width)[:, site]
+            raise ValueError("per-site prefixes are produced by the projection with prompt.projection=true")
+        return self.prefixes[site]
 
     @contextlib.contextmanager
     def injected(self, sites: list[nn.Module], active: list[bool] | None = None,
@@ -100,11 +139,12 @@ class DeepPrompt(nn.Module):
         `active[i] = False` leaves site i without prefix (a layer absent from a growth stage);
         `visible` ([P] bool) masks prefix positions (tests use all-False to recover the plain model).
         """
-        prefixes = self()
+        prefixes = self(active)
         try:
             for i, module in enumerate(sites):
-                if active is None or active[i]:
-                    module.fpt_prefix = (prefixes[i, 0], prefixes[i, 1], visible)
+                if prefixes[i] is not None:
+                    gate = self.gates[str(i)] if str(i) in self.gates else None
+                    module.fpt_prefix = (prefixes[i][0], prefixes[i][1], visible, gate)
             yield
         finally:
             for module in sites:
@@ -143,7 +183,7 @@ def _causal_keep_mask(q_len: int, k_len: int, device) -> torch.Tensor:
 
 
 def _with_prefix(module, query, key, value, attention_mask, position_bias):
-    prefix_k, prefix_v, visible = module.fpt_prefix
+    prefix_k, prefix_v, visible, _ = module.fpt_prefix
     batch, length = key.shape[0], prefix_k.shape[-2]
     key = torch.cat([prefix_k.to(key.device, key.dtype).unsqueeze(0).expand(batch, -1, -1, -1), key], dim=2)
     value = torch.cat([prefix_v.to(value.device, value.dtype).unsqueeze(0).expand(batch, -1, -1, -1), value], dim=2)

@@ -31,6 +31,10 @@ from .tasks import collate, read_rows
 from .task_kinds import get_kind
 
 
+# 2: one trainable tensor per attention site's prefix (deep.prefixes.<i>, deep.outputs.<i>, deep.gates.<i>)
+CHECKPOINT_FORMAT = 2
+
+
 class TrainingError(RuntimeError):
     pass
 
@@ -143,7 +147,6 @@ class Trainer:
         self.model = build_model(cfg, self.tokenizer, num_labels=self.kind.num_labels(self.task))
         self.device = place_model(self.model, self.device, sharded=bool(cfg.model.device_map))
         self.backbone_trains = cfg.prompt.type == "none"
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.ddp_model = self.model  # DDP-wrapped in run(), once the stage's model is built
 
         # steps, optimizer, schedule
@@ -153,12 +156,15 @@ class Trainer:
                              f"x trainer.grad_accum {accum}")
         self.micro_batch = self.tcfg.batch_size // (world * accum)
         self.total_steps = self._total_steps()
+        from .growth import Growth  # before the optimizer: a schedule may add prompt tensors (gates)
+        self.growth = Growth.from_config(cfg, self.model, self.total_steps, self.train_set, self.eval_set,
+                                         self.run_dir)
+        # every prompt tensor from the start, also those a growth stage leaves out (grad None: no optimizer
+        # state until they join, so a joining site starts fresh)
+        self.trainable = [p for _, p in self.model.trainable_parameters()]
         self.optimizer = build_optimizer(self.trainable, cfg.optim)
         self.lr_schedule = build_lr_schedule(self.optimizer, cfg.optim, self.total_steps)
         self.stream = BatchStream(len(self.train_set), self.tcfg.batch_size, cfg.seed)
-        from .growth import Growth
-        self.growth = Growth.from_config(cfg, self.model, self.total_steps, self.train_set, self.eval_set,
-                                         self.run_dir)
 
         # state that a checkpoint carries
         self.step = 0
@@ -191,7 +197,7 @@ class Trainer:
     def save(self) -> None:
         if not self.is_main:
             return
-        state = {"step": self.step, "trainable": self.model.trainable_state_dict(),
+        state = {"format": CHECKPOINT_FORMAT, "step": self.step, "trainable": self.model.trainable_state_dict(),
                  "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
                  "rng": rng_state(), "best": self.best, "train_flops": self.train_flops,
                  "train_seconds": self.train_seconds}
@@ -202,11 +208,20 @@ class Trainer:
         if not (self.tcfg.resume and self.ckpt_path.is_file()):
             return False
         state = load_checkpoint(self.ckpt_path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{self.ckpt_path}: checkpoint format {state.get('format', 1)}, this fpt reads format "
+                f"{CHECKPOINT_FORMAT} (one tensor per attention site's prefix instead of one `deep.embeds` for "
+                f"all sites, and their optimizer state). It cannot be resumed: start the run afresh "
+                f"(trainer.resume=false or a new run folder)")
         self.step = state["step"]
         self.growth.enter(self.step)  # the stage the run was in, before loading its tensors
-        missing = self.model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+        unexpected = self.model.load_state_dict(state["trainable"], strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"{self.ckpt_path}: checkpoint holds tensors this model does not have: {unexpected[:5]}")
+        missing = [n for n, _ in self.model.trainable_parameters() if n not in state["trainable"]]
         if missing:
-            raise ValueError(f"{self.ckpt_path}: checkpoint holds tensors this model does not have: {missing[:5]}")
+            raise ValueError(f"{self.ckpt_path}: checkpoint lacks trainable tensors of this model: {missing[:5]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         set_rng_state(state["rng"])
@@ -296,7 +311,6 @@ class Trainer:
         while self.step < self.total_steps:
             started = time.perf_counter()  # growing the model counts as training time
             if self.growth.enter(self.step):
-                self.trainable = [p for p in self.model.parameters() if p.requires_grad]
                 self.ddp_model = dist.wrap(self.model, self.device)  # DDP hooks this stage's parameters
             loss = self.train_step(self.step)
             self.train_seconds += time.perf_counter() - started

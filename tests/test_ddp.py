@@ -49,12 +49,12 @@ def test_two_ranks_train_the_same_prompt_as_one_process_in_one_folder(tmp_path):
     ddp = ddp_root / "run-rank0"
     assert (ddp / ".hydra").is_dir() and len(list(ddp.glob("*.log"))) == 1
     a, b = load_file(ddp / "trainable_final.safetensors"), load_file(single / "run" / "trainable_final.safetensors")
-    assert set(a) == set(b) == {"deep.embeds", "head.classifier.weight", "head.classifier.bias"}
+    assert set(a) == set(b) == {"deep.prefixes.0", "deep.prefixes.1", "head.classifier.weight", "head.classifier.bias"}
     for name in a:
         assert rel_diff(a[name], b[name]) < 1e-6, name
     # the tolerance is meaningful: 3 optimizer steps move the prompt far more than that
     at_step_3 = load_file(single / "run" / "trainable_best.safetensors")
-    assert rel_diff(at_step_3["deep.embeds"], b["deep.embeds"]) > 1e-3
+    assert rel_diff(at_step_3["deep.prefixes.0"], b["deep.prefixes.0"]) > 1e-3
 
     rd, rs = (json.loads((d / "results.json").read_text()) for d in (ddp, single / "run"))
     assert rd["status"] == "completed" and rd["steps"] == 6 and rd["batch_size"] == 8

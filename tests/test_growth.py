@@ -261,20 +261,22 @@ def test_deep_prefixes_across_an_expansion(name, mode):
                     _random_scores(model), new_layer_prefix=mode)
     growth.enter(0)
     with torch.no_grad():
-        deep.embeds.add_(torch.randn_like(deep.embeds))  # "trained": differs from the init
-    before, param = deep.embeds.detach().clone(), deep.embeds
+        for param in deep.prefixes:
+            param.add_(torch.randn_like(param))  # "trained": differs from the init
+    before = [p.detach().clone() for p in deep.prefixes]
+    params = list(deep.prefixes)
     assert growth.enter(20)
-    assert deep.embeds is param
     for i, name_i in enumerate(model.site_names):
         stack, layer, kind = name_i.split(".", 2)
-        now, was = deep.site_params(i), before.view(3, len(model.site_names), -1)[:, i]
+        now, was = deep.site_params(i), before[i]
+        assert now is params[i]  # the same Parameter (its optimizer state is its own)
         if int(layer) in (0, 5):  # kept: bitwise the same
             assert torch.equal(now, was), name_i
         elif mode == "init":
             assert torch.equal(now, was), name_i
         else:  # joined: the nearest trained layer's prefix (0 for layers 1-2, 5 for 3-4)
             src = model.site_names.index(f"{stack}.{0 if int(layer) <= 2 else 5}.{kind}")
-            assert torch.equal(now, before.view(3, len(model.site_names), -1)[:, src]), name_i
+            assert torch.equal(now, before[src]), name_i
     assert growth.enter(20) is False  # idempotent
 
 
@@ -348,3 +350,125 @@ def test_train_with_growth_resumes_bitwise_across_a_stage_boundary(tmp_path):
     _train(vanilla, *TINY_FPT)
     rv = json.loads((vanilla / "results.json").read_text())
     assert ra["train_flops"] < rv["train_flops"]
+
+
+# --------------------------------------------------------------------------- per-site prefixes and the optimizer
+def _grow_two_stages(name: str, *extra: str):
+    """A 6-layer model whose stage 0 (steps 0-3) keeps layers 0 and 5, then the full model (steps 4-7)."""
+    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name], *extra)
+    model.train()
+    growth = Growth(model, _stages(model, cfg, {"layers": 2, "steps": 4}, {}, total=8))
+    batch = _batch(tok, model.family.seq2seq)
+    kept = [model.family.site_layer(n)[1] in (0, 5) for n in model.site_names]
+    return model, growth, batch, kept
+
+
+def _optimizer(kind: str, params):
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
+    from transformers.optimization import Adafactor
+    return Adafactor(params, lr=1e-2, weight_decay=1e-3, scale_parameter=False, relative_step=False,
+                     warmup_init=False)
+
+
+def _train_step(model, growth, optimizer, batch, step: int):
+    growth.enter(step)
+    model(batch)["loss"].backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def test_deep_prompt_init_is_drawn_as_one_tensor_for_all_sites():
+    """Per-site Parameters hold exactly the values the single-tensor layout drew for the same seed."""
+    from fpt.prompts import DeepPrompt
+    torch.manual_seed(3)
+    plain = DeepPrompt(5, 4, 2, 3)
+    torch.manual_seed(3)
+    whole = torch.randn(4, 5 * 2 * 6)
+    assert torch.equal(torch.cat(list(plain.prefixes), dim=1), whole)
+    torch.manual_seed(3)
+    projected = DeepPrompt(5, 4, 2, 3, projection=True, projection_hidden=7)
+    torch.manual_seed(3)
+    embeds, first, last = torch.randn(4, 6), torch.nn.Linear(6, 7), torch.nn.Linear(7, 5 * 2 * 6)
+    assert torch.equal(projected.embeds, embeds) and torch.equal(projected.mlp[0].weight, first.weight)
+    assert torch.equal(torch.cat([o.weight for o in projected.outputs]), last.weight)
+    assert torch.equal(torch.cat([o.bias for o in projected.outputs]), last.bias)
+    # all sites active: the prefixes are the single-tensor layout's, [sites, 2, H, P, D]
+    expected = whole.view(4, 5, 2, 2, 3).permute(1, 2, 3, 0, 4)
+    assert torch.equal(torch.stack(plain()), expected)
+    with torch.no_grad():
+        reference = last(torch.tanh(first(embeds))).view(4, 5, 2, 2, 3).permute(1, 2, 3, 0, 4)
+    torch.testing.assert_close(torch.stack(projected()), reference, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("projection", [False, True])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_absent_sites_get_no_gradient_no_decay_and_no_optimizer_state(name, projection):
+    extra = ["prompt.projection=true", "prompt.projection_hidden=8"] if projection else []
+    model, growth, batch, kept = _grow_two_stages(name, *extra)
+    deep = model.deep
+    params = [p for _, p in model.trainable_parameters()]
+    assert {id(p) for p in deep.parameters()} <= {id(p) for p in params}  # all sites, from the start
+    optimizer = _optimizer("adamw", params)  # weight decay 0.1: it would shrink any tensor it touched
+    before = {i: [p.detach().clone() for p in deep.site_modules(i)] for i in range(deep.num_sites)}
+    for step in range(3):
+        growth.enter(step)
+        model(batch)["loss"].backward()
+        for i, on in enumerate(kept):
+            for p in deep.site_modules(i):
+                assert (p.grad is not None) == on and p.requires_grad == on, (model.site_names[i], step)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    for i, on in enumerate(kept):
+        for p, was in zip(deep.site_modules(i), before[i]):
+            assert torch.equal(p, was) != on, model.site_names[i]  # trained sites moved, absent ones did not
+            assert (p in optimizer.state) == on
+    assert set(model.trainable_state_dict()) == {n for n, _ in model.named_parameters() if n.startswith(("deep.",
+                                                                                                         "head."))}
+
+
+@pytest.mark.parametrize("kind", ["adamw", "adafactor"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_joined_site_first_update_equals_a_fresh_optimizers(name, kind):
+    """At the join, a joining site's first step is exactly a new optimizer's step on the same gradient,
+    while the sites trained in stage 0 continue with their own state (step count 4, not 1)."""
+    model, growth, batch, kept = _grow_two_stages(name)
+    deep = model.deep
+    optimizer = _optimizer(kind, [p for _, p in model.trainable_parameters()])
+    for step in range(4):
+        _train_step(model, growth, optimizer, batch, step)
+    growth.enter(4)
+    model(batch)["loss"].backward()
+    joined = [deep.site_params(i) for i, on in enumerate(kept) if not on]
+    assert joined and all(p.grad is not None for p in joined)
+    copies = [p.detach().clone().requires_grad_() for p in joined]
+    for c, p in zip(copies, joined):
+        c.grad = p.grad.clone()
+    fresh = _optimizer(kind, copies)
+    optimizer.step()
+    fresh.step()
+    for p, c in zip(joined, copies):
+        assert torch.equal(p, c)
+    for i, on in enumerate(kept):
+        state = optimizer.state[deep.site_params(i)]
+        assert float(state["step"]) == (5 if on else 1), model.site_names[i]
+
+
+def test_joined_projection_output_starts_fresh():
+    """prompt.projection=true: a joining site's output Linear gets a new optimizer's first step."""
+    model, growth, batch, kept = _grow_two_stages("tiny-bert", "prompt.projection=true",
+                                                  "prompt.projection_hidden=8")
+    optimizer = _optimizer("adamw", [p for _, p in model.trainable_parameters()])
+    for step in range(4):
+        _train_step(model, growth, optimizer, batch, step)
+    growth.enter(4)
+    model(batch)["loss"].backward()
+    joined = [p for i, on in enumerate(kept) if not on for p in model.deep.outputs[i].parameters()]
+    copies = [p.detach().clone().requires_grad_() for p in joined]
+    for c, p in zip(copies, joined):
+        c.grad = p.grad.clone()
+    fresh = _optimizer("adamw", copies)
+    optimizer.step()
+    fresh.step()
+    assert all(torch.equal(p, c) for p, c in zip(joined, copies))
+    assert float(optimizer.state[model.deep.embeds]["step"]) == 5  # the shared part trained throughout

@@ -35,10 +35,10 @@ def test_device_mapped_model_is_not_moved_and_trains(tmp_path, monkeypatch):
     assert "PromptedEncoder" not in moved and "BertModel" not in moved  # and the trainer never moved it whole
     assert {"DeepPrompt", "ClassificationHead"} <= set(moved)                  # only the prompt and the head
     assert trainer.device == trainer.model.backbone.get_input_embeddings().weight.device
-    before = trainer.model.deep.embeds.detach().clone()
+    before = trainer.model.deep.prefixes[0].detach().clone()
     results = trainer.run()
     assert results["status"] == "completed"
-    assert not torch.equal(before, trainer.model.deep.embeds)
+    assert not torch.equal(before, trainer.model.deep.prefixes[0])
 
 
 def test_device_map_refuses_ddp(tmp_path, monkeypatch):

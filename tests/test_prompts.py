@@ -97,12 +97,10 @@ def test_gradients_reach_every_injected_prefix(model):
     batch = _batch(tok, seq2seq)
     batch["label"] = torch.tensor([0, 1])
     prompted(batch)["loss"].backward()
-    grad = prompted.deep.embeds.grad
-    assert grad is not None
     kinds = set()
     for i, name in enumerate(prompted.site_names):
-        site_grad = grad.view(3, len(prompted.site_names), -1)[:, i]
-        assert site_grad.abs().sum() > 0, f"no gradient reaches the prefix of {name}"
+        site_grad = prompted.deep.site_params(i).grad
+        assert site_grad is not None and site_grad.abs().sum() > 0, f"no gradient reaches the prefix of {name}"
         kinds.add(name.split(".", 2)[0] + "." + name.split(".")[-1])
     expected = {"encoder.self", "decoder.self", "decoder.cross"} if seq2seq else {"encoder.self"}
     assert kinds == expected
@@ -156,8 +154,9 @@ def test_projection_and_prefix_dropout():
                   "prompt.dropout=0.5", "prompt.length=2")
     model = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert {"deep.embeds", "deep.mlp.0.weight", "deep.mlp.2.weight", "head.classifier.weight"} <= names
+    assert {"deep.embeds", "deep.mlp.0.weight", "deep.outputs.0.weight", "deep.outputs.1.bias",
+            "head.classifier.weight"} <= names
     model.train()
-    assert not torch.equal(model.deep(), model.deep())  # dropout is active in training
+    assert not torch.equal(torch.stack(model.deep()), torch.stack(model.deep()))  # dropout is active in training
     model.eval()
-    assert torch.equal(model.deep(), model.deep())
+    assert torch.equal(torch.stack(model.deep()), torch.stack(model.deep()))

@@ -40,7 +40,8 @@ def test_run_writes_every_output(tmp_path):
     assert results["task"] == "sample_sentiment" and results["model"] == "tiny-bert"
     assert 0.0 <= results["final"]["accuracy"] <= 1.0 and results["train_flops"] > 0
     tensors = load_file(run / "trainable_final.safetensors")
-    assert set(tensors) == {"deep.embeds", "head.classifier.weight", "head.classifier.bias"}
+    # one prefix per attention site (tiny-bert: 2 layers)
+    assert set(tensors) == {"deep.prefixes.0", "deep.prefixes.1", "head.classifier.weight", "head.classifier.bias"}
     assert results["trainable_params"] == sum(t.numel() for t in tensors.values())
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "eval" in x] == [4, 8, 12]
@@ -80,7 +81,7 @@ def test_kill_while_writing_checkpoint_keeps_previous_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     full = tmp_path / "full"
     train(full, *TINY)
-    assert torch.equal(_final(run)[0]["deep.embeds"], _final(full)[0]["deep.embeds"])
+    assert all(torch.equal(_final(run)[0][k], _final(full)[0][k]) for k in ("deep.prefixes.0", "deep.prefixes.1"))
 
 
 def test_same_command_in_new_folder_resumes_or_skips(tmp_path):
@@ -139,3 +140,23 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
     assert "loss is nan" in proc.stderr.lower() or "loss is inf" in proc.stderr.lower(), proc.stderr[-2000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "failed" and "loss is" in results["error"]
+
+
+def test_old_format_checkpoint_fails_naming_the_file(tmp_path):
+    """A checkpoint of the single-tensor layout (one `deep.embeds` for all sites) is refused, not half-loaded."""
+    from conftest import compose
+
+    from fpt.checkpoint import save_checkpoint
+    from fpt.trainer import Trainer
+    cfg = compose(*TINY, f"output_root={tmp_path}")
+    trainer = Trainer(cfg, tmp_path / "run")
+    width = 2 * trainer.model.deep.num_heads * trainer.model.deep.head_dim * trainer.model.deep.num_sites
+    old = {"step": 4, "trainable": {"deep.embeds": torch.zeros(4, width)}, "optimizer": {}, "lr_schedule": {},
+           "rng": None, "best": {}, "train_flops": 0, "train_seconds": 0.0}
+    save_checkpoint(trainer.ckpt_path, old)
+    with pytest.raises(ValueError, match="checkpoint format 1") as err:
+        trainer.load()
+    assert str(trainer.ckpt_path) in str(err.value) and "deep.embeds" in str(err.value)
+    # the current format loads
+    trainer.save()
+    assert trainer.load() and trainer.step == 0

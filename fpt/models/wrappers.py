@@ -71,8 +71,22 @@ class PromptedModel(nn.Module):
         ones = attention_mask.new_ones(attention_mask.shape[0], self.shallow.length)
         return torch.cat([ones, attention_mask], dim=1)
 
+    def set_active_sites(self, active: list[bool] | None) -> None:
+        """Growth: which sites' prefixes take part (None = all). An absent site's own tensors stop requiring
+        grad (DDP needs every parameter that requires grad to take part) but stay trainable parameters."""
+        self.active_sites = active
+        if self.deep is not None:
+            for i in range(self.deep.num_sites):
+                for param in self.deep.site_modules(i):
+                    param.requires_grad_(active is None or active[i])
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """What the optimizer holds and checkpoints save: the prompt (every site's prefix, also those of sites
+        absent from the current growth stage), the head, and the backbone when it trains (prompt=none)."""
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad or n.startswith("deep.")]
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        return {n: p.detach() for n, p in self.trainable_parameters()}
 
 
 def _init_token_ids(prompt_cfg, tokenizer, vocab_size: int):
