@@ -105,7 +105,11 @@ class ScheduleConfig:
     name: str = "none"
     stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
     reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only
-    new_layer_prefix: str = "init"      # deep prompts: a joining layer's prefix: "init" or "copy"
+    # deep prompts, how a joining layer's prefix starts (its optimizer state always starts fresh): "init" (its
+    # own untrained init), "copy" (the nearest trained layer's prefix) or "gate" (its init behind a learnable
+    # per-site gate at 0: no effect at the join, grows in as it trains)
+    new_layer_prefix: str = "init"
+    stage_warmup_steps: int = 0         # > 0: linear LR warm-up over this many steps after each stage change
     size: Optional[float] = None        # partial_* schedules: the kept share, interpolated into their stage
     num_score_examples: int = 1000      # activation scores (fpt/scores.py): validation examples, their seed,
     score_seed: int = 0

@@ -14,7 +14,9 @@ from the start and the LR schedule carries over. A deep prompt has its own prefi
 attention site of the full model; a site absent from a stage is left out of forward and backward (its
 Parameter does not require grad, its grad stays None), so the optimizer neither steps, decays nor keeps
 state for it, and when the site joins its optimizer state starts fresh (AdamW, Adafactor). Its prefix then
-is its own untrained init or a copy of the nearest trained layer's (`schedule.new_layer_prefix=init|copy`).
+is its own untrained init, a copy of the nearest trained layer's, or its init behind a learnable gate that
+starts at 0, so that joining changes nothing until the gate grows (`schedule.new_layer_prefix=init|copy|gate`);
+`schedule.stage_warmup_steps` ramps the LR up again at each stage change (fpt/prompts.py has the gate).
 
 With no stages the full model trains for the whole run (vanilla prompt tuning).
 """
@@ -28,6 +30,10 @@ from torch import nn
 
 log = logging.getLogger("fpt")
 GENERATED_ANSWERS = {"generation", "span_qa", "record"}  # task types whose T5 targets are free text
+# how a joining layer's deep prefix starts (schedule.new_layer_prefix)
+NEW_LAYER_PREFIX = {"init": "its own untrained init",
+                    "copy": "a copy of the nearest trained layer's prefix",
+                    "gate": "its own init behind a learnable gate at 0 (no effect), growing in as it trains"}
 
 
 # --------------------------------------------------------------------------- stages as data
@@ -143,9 +149,10 @@ class Growth:
     """Moves a PromptedModel between the stages of a schedule; `enter(step)` before every step."""
 
     def __init__(self, model=None, stages: list[Stage] | None = None, scores: dict | None = None,
-                 new_layer_prefix: str = "init"):
+                 new_layer_prefix: str = "init", stage_warmup_steps: int = 0):
         self.model, self.stages = model, stages or []
         self.new_layer_prefix = new_layer_prefix
+        self.stage_warmup_steps = stage_warmup_steps
         self.stage_index = 0
         self.scores_info: dict = {}
         self._built = None          # the stage the model is shaped as
@@ -167,6 +174,11 @@ class Growth:
         self.order = {s: torch.argsort(scores[s].float(), dim=-1, descending=True, stable=True)
                       for s in narrowed}
         self.site_index = {name: i for i, name in enumerate(model.site_names)}
+        if new_layer_prefix == "gate" and model.deep is not None:  # sites that join later grow in from 0
+            first = {(s, i) for s, keep in self.stages[0].layers.items() for i in keep}
+            model.deep.add_gates([i for i, name in enumerate(model.site_names)
+                                  if model.family.site_layer(name) not in first
+                                  and str(i) not in model.deep.gates])
 
     # ---------------------------------------------------------------- construction from a config
     @classmethod
@@ -177,8 +189,11 @@ class Growth:
         if cfg.prompt.type == "none":
             raise ValueError(f"schedule={sched.name} grows a frozen model under a prompt; it cannot be combined "
                              f"with prompt=none (full fine-tuning)")
-        if sched.new_layer_prefix not in ("init", "copy"):
-            raise ValueError(f"schedule.new_layer_prefix={sched.new_layer_prefix!r}: expected init or copy")
+        if sched.new_layer_prefix not in NEW_LAYER_PREFIX:
+            raise ValueError(f"schedule.new_layer_prefix={sched.new_layer_prefix!r}: expected one of "
+                             f"{', '.join(NEW_LAYER_PREFIX)}")
+        if sched.stage_warmup_steps < 0:
+            raise ValueError(f"schedule.stage_warmup_steps={sched.stage_warmup_steps}: must be >= 0")
         if sched.new_layer_prefix == "copy" and cfg.prompt.type == "deep" and cfg.prompt.projection:
             raise ValueError("schedule.new_layer_prefix=copy needs per-layer prefixes; with prompt.projection=true "
                              "use schedule.new_layer_prefix=init")
@@ -188,7 +203,7 @@ class Growth:
         if any(w < dims["ffn"] for st in stages for w in st.ffn.values()):
             from .scores import load_or_compute
             scores, info = load_or_compute(cfg, model, eval_set)
-        growth = cls(model, stages, scores, sched.new_layer_prefix)
+        growth = cls(model, stages, scores, sched.new_layer_prefix, sched.stage_warmup_steps)
         growth.scores_info = info
         for k, st in enumerate(stages):
             log.info("stage %d: steps [%d, %d), layers %s, FFN width %s", k, st.start, st.end,
@@ -226,6 +241,17 @@ class Growth:
         self.stage_index = k
         return changed
 
+    def lr_factor(self, step: int) -> float:
+        """schedule.stage_warmup_steps=W: the LR of the first W steps of every stage after the first is
+        scaled by 1/(W+1), 2/(W+1), ..., W/(W+1) (a multiplicative factor on the LR schedule); 1 otherwise."""
+        if not self.stages or not self.stage_warmup_steps:
+            return 1.0
+        k = self.stage_at(step)
+        start = self.stages[k].start
+        if k == 0 or start == 0:
+            return 1.0
+        return min(1.0, (step - start + 1) / (self.stage_warmup_steps + 1))
+
     @property
     def final_stage(self) -> bool:
         """Whether the model now is the one the run ends with (evaluations here pick the best prompt)."""
@@ -242,7 +268,8 @@ class Growth:
         """What results.json records about the schedule."""
         stages = [{"stage": k, "start": st.start, "end": st.end, "layers": {s: len(v) for s, v in st.layers.items()},
                    "kept_layers": st.layers, "ffn_width": st.ffn} for k, st in enumerate(self.stages)]
-        return {"stages": stages, "scores": self.scores_info, "new_layer_prefix": self.new_layer_prefix}
+        return {"stages": stages, "scores": self.scores_info, "new_layer_prefix": self.new_layer_prefix,
+                "stage_warmup_steps": self.stage_warmup_steps}
 
     # ---------------------------------------------------------------- building a stage
     def _restore(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -25,11 +26,16 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_
 
 # --------------------------------------------------------------------------- shallow prompt
 class ShallowPrompt(nn.Module):
-    """P soft tokens prepended to the input embeddings."""
+    """P soft tokens prepended to the input embeddings.
+
+    init=vocab|text starts each soft token as a real token looks where the prompt is inserted:
+    `embed(ids)` ([len(ids), hidden]) gives that (T5: the input embeddings; BERT: the output of the
+    embeddings module, i.e. after its LayerNorm).
+    """
 
     def __init__(self, length: int, hidden_size: int, init: str = "uniform",
-                 word_embeddings: nn.Embedding | None = None, init_token_ids: list[int] | None = None,
-                 init_range: float | None = None):
+                 embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 init_token_ids: list[int] | None = None, init_range: float | None = None):
         super().__init__()
         self.length = length
         weight = torch.empty(length, hidden_size)
@@ -37,10 +43,11 @@ class ShallowPrompt(nn.Module):
             r = init_range if init_range is not None else 1.0 / math.sqrt(hidden_size)
             nn.init.uniform_(weight, -r, r)
         elif init in ("vocab", "text"):
-            if word_embeddings is None or not init_token_ids:
-                raise ValueError(f"prompt.init={init!r} needs the word embeddings and token ids to copy")
+            if embed is None or not init_token_ids:
+                raise ValueError(f"prompt.init={init!r} needs the token embeddings and token ids to copy")
             ids = torch.tensor(init_token_ids)[torch.arange(length) % len(init_token_ids)]
-            weight.copy_(word_embeddings.weight[ids].detach())
+            with torch.no_grad():
+                weight.copy_(embed(ids).detach())
         else:
             raise ValueError(f"prompt.init={init!r}: expected one of uniform, vocab, text")
         self.embeds = nn.Parameter(weight)
@@ -201,21 +208,61 @@ def _with_prefix(module, query, key, value, attention_mask, position_bias):
     return key, value, attention_mask, position_bias
 
 
+def _call_kernel(kernel, eager: bool, module, query, key, value, attention_mask, position_bias, kwargs):
+    if position_bias is not None:
+        kwargs = {**kwargs, "position_bias": position_bias}
+    if attention_mask is not None and attention_mask.dtype == torch.bool and eager:
+        # eager kernels add the mask: turn a keep-mask into an additive one
+        attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device
+                                     ).masked_fill(~attention_mask, torch.finfo(query.dtype).min)
+    return kernel(module, query, key, value, attention_mask, **kwargs)
+
+
+def _twice(t: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+    """A mask or bias for the batch stacked twice (a batch dimension of 1 broadcasts as it is)."""
+    return t if t is None or t.shape[0] == 1 else torch.cat([t, t])
+
+
+def _gated(kernel, eager: bool, module, query, key, value, attention_mask, position_bias, kwargs):
+    """Attention to the real tokens plus a prefix whose share is scaled by the site's gate g:
+
+        out = (g * A + B) / (g * Z_p + Z_r)
+
+    with A, Z_p the prefix's exp-weighted values and weight sum and B, Z_r the real tokens'. g = 1 is the
+    ungated prefix attention; g = 0 is bitwise the attention without prefix. Computed from the plain
+    kernel's output r = B / Z_r and one kernel call on the batch stacked twice over prefix + real keys,
+    giving p = A / Z (values of the real keys zeroed) and m = Z_p / Z (values 1 on the prefix, 0 elsewhere):
+    out = r + g * (p - m * r) / (1 - m + g * m).
+    """
+    plain, weights = _call_kernel(kernel, eager, module, query, key, value, attention_mask, position_bias, kwargs)
+    gate = module.fpt_prefix[3]
+    batch, length = query.shape[0], module.fpt_prefix[0].shape[-2]
+    key, value, attention_mask, position_bias = _with_prefix(module, query, key, value, attention_mask,
+                                                             position_bias)
+    real = torch.zeros_like(value[:, :, length:])
+    prefix_values = torch.cat([value[:, :, :length], real], dim=2)
+    mass = torch.cat([torch.ones_like(value[:, :, :length]), real], dim=2)
+    both, _ = _call_kernel(kernel, eager, module, torch.cat([query, query]), torch.cat([key, key]),
+                           torch.cat([prefix_values, mass]), _twice(attention_mask, batch),
+                           _twice(position_bias, batch), kwargs)
+    r, p, m = plain.float(), both[:batch].float(), both[batch:, ..., :1].float()
+    g = gate.float()
+    out = r + g * (p - m * r) / (1 - m + g * m).clamp_min(torch.finfo(torch.float32).tiny)
+    return out.to(plain.dtype), weights
+
+
 def _make_prefix_attention(base):
     def attention(module, query, key, value, attention_mask, position_bias=None, **kwargs):
         if getattr(module, "fpt_capture", None) is not None:
             module.fpt_capture.append((key.detach(), value.detach()))
-        if getattr(module, "fpt_prefix", None) is not None:
+        kernel = base if base is not None else module.fpt_eager
+        prefix = getattr(module, "fpt_prefix", None)
+        if prefix is not None and prefix[3] is not None:
+            return _gated(kernel, base is None, module, query, key, value, attention_mask, position_bias, kwargs)
+        if prefix is not None:
             key, value, attention_mask, position_bias = _with_prefix(
                 module, query, key, value, attention_mask, position_bias)
-        if position_bias is not None:
-            kwargs["position_bias"] = position_bias
-        if attention_mask is not None and attention_mask.dtype == torch.bool and base is None:
-            # eager kernels add the mask: turn a keep-mask into an additive one
-            attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device
-                                         ).masked_fill(~attention_mask, torch.finfo(query.dtype).min)
-        kernel = base if base is not None else module.fpt_eager
-        return kernel(module, query, key, value, attention_mask, **kwargs)
+        return _call_kernel(kernel, base is None, module, query, key, value, attention_mask, position_bias, kwargs)
     return attention
 
 

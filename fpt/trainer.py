@@ -164,6 +164,9 @@ class Trainer:
         self.trainable = [p for _, p in self.model.trainable_parameters()]
         self.optimizer = build_optimizer(self.trainable, cfg.optim)
         self.lr_schedule = build_lr_schedule(self.optimizer, cfg.optim, self.total_steps)
+        if self.growth.stage_warmup_steps:  # schedule.stage_warmup_steps: an LR factor after each stage change
+            self.lr_schedule.lr_lambdas = [lambda s, f=f: f(s) * self.growth.lr_factor(s)
+                                           for f in self.lr_schedule.lr_lambdas]
         self.stream = BatchStream(len(self.train_set), self.tcfg.batch_size, cfg.seed)
 
         # state that a checkpoint carries

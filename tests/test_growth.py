@@ -1,6 +1,7 @@
 """FPT growth on tiny random BERT and T5: layer selection, exact partial models, expansion, prompts, resume."""
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -472,3 +473,128 @@ def test_joined_projection_output_starts_fresh():
     fresh.step()
     assert all(torch.equal(p, c) for p, c in zip(joined, copies))
     assert float(optimizer.state[model.deep.embeds]["step"]) == 5  # the shared part trained throughout
+
+
+# --------------------------------------------------------------------------- gated joining prefixes
+def _hidden(model, batch):
+    """BERT: the encoder's last hidden states (the tiny head's logits hardly move); T5: the logits."""
+    with torch.no_grad():
+        return model(batch)["logits"] if model.family.seq2seq else model.encode(batch)
+
+
+def _gated_model(name: str, attn: str = "sdpa"):
+    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name], f"model.attn_implementation={attn}")
+    growth = Growth(model, _stages(model, cfg, {"layers": 2, "steps": 4}, {}, total=8), new_layer_prefix="gate")
+    kept = [model.family.site_layer(n)[1] in (0, 5) for n in model.site_names]
+    return model, growth, _batch(tok, model.family.seq2seq), kept
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_gate_at_zero_is_bitwise_the_model_without_the_joined_prefixes(name, attn):
+    model, growth, batch, kept = _gated_model(name, attn)
+    deep = model.deep
+    assert sorted(int(k) for k in deep.gates) == [i for i, on in enumerate(kept) if not on]  # joining sites only
+    growth.enter(0)
+    assert all(not g.requires_grad for g in deep.gates.values())
+    growth.enter(4)  # every site active, the joined ones behind gates at 0
+    assert model.active_sites is None and all(g.requires_grad for g in deep.gates.values())
+    model.train()
+    out = model(batch)
+    with torch.no_grad():
+        model.eval()
+        gated = _hidden(model, batch)
+        model.set_active_sites(kept)  # the joined sites without any prefix
+        without = _hidden(model, batch)
+        model.set_active_sites(None)
+    assert torch.equal(gated, without)
+    # a gate at 0 still learns: it has a gradient, while the prefix behind it gets exactly zero
+    out["loss"].backward()
+    joined = [i for i, on in enumerate(kept) if not on]
+    assert any(deep.gates[str(i)].grad.abs() > 0 for i in joined)
+    assert all(deep.site_params(i).grad is not None and not deep.site_params(i).grad.any() for i in joined)
+    # gate 1 is the ungated prefix attention (up to rounding: it is computed as a mixture)
+    with torch.no_grad():
+        model.eval()
+        for g in deep.gates.values():
+            g.fill_(1.0)
+        one = _hidden(model, batch)
+        gates = dict(deep.gates)
+        deep.gates = torch.nn.ParameterDict()
+        ungated = _hidden(model, batch)
+        deep.gates = torch.nn.ParameterDict(gates)
+    torch.testing.assert_close(one, ungated, atol=1e-4, rtol=1e-4)
+    assert (ungated - without).abs().max() > 1e-3  # the joined prefixes do matter at full strength
+
+
+def test_gate_scales_the_prefix_share_of_the_softmax(monkeypatch):
+    """Gate g: out = (g*A + B) / (g*Z_p + Z_r), i.e. the ungated attention with log(g) added to the prefix's
+    logits (checked with eager attention, whose additive mask can carry that bias)."""
+    import fpt.prompts as prompts
+    model, growth, batch, kept = _gated_model("tiny-bert", "eager")
+    growth.enter(4)
+    g = 0.37
+    with torch.no_grad():
+        for gate in model.deep.gates.values():
+            gate.fill_(g)
+        gated = _hidden(model, batch)
+        real_columns = prompts._prefix_columns
+
+        def biased(visible, like, length):  # log(g) on the prefix columns of the joined (gated) sites
+            cols = real_columns(visible, like, length)
+            return cols + math.log(g) if biased.on else cols
+        monkeypatch.setattr(prompts, "_prefix_columns", biased)
+        gates = dict(model.deep.gates)
+        model.deep.gates = torch.nn.ParameterDict()
+        joined = [m for m, on in zip(model.sites, kept) if not on]
+        for m in model.sites:
+            m.register_forward_pre_hook(lambda mod, args, kwargs: setattr(biased, "on", mod in joined),
+                                        with_kwargs=True)
+        biased.on = False
+        reference = _hidden(model, batch)
+        model.deep.gates = torch.nn.ParameterDict(gates)
+    torch.testing.assert_close(gated, reference, atol=1e-5, rtol=1e-5)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_gated_growth_with_stage_warmup_resumes_bitwise_in_process(tmp_path, monkeypatch):
+    """A run with gates and stage warm-up, stopped after the checkpoint that ends stage 0 (step 4) and resumed
+    by a new Trainer, ends bitwise where the uninterrupted run does; the LR dips after each stage change."""
+    import fpt.trainer as trainer_module
+    from fpt.trainer import Trainer
+
+    def run(folder: Path, kill_at: int | None = None):
+        cfg = compose(*TINY_FPT, "schedule=fpt", STAGES, "schedule.new_layer_prefix=gate",
+                      "schedule.stage_warmup_steps=2", "prompt.dropout=0", f"output_root={folder}")
+
+        def fault(point, step):
+            if point == "after_step" and step == kill_at:
+                raise _Killed
+        monkeypatch.setattr(trainer_module, "_fault", fault)
+        trainer = Trainer(cfg, folder / "run")
+        try:
+            return trainer, trainer.run()
+        except _Killed:
+            return trainer, None
+
+    full, results = run(tmp_path / "full")
+    gates = {n for n in full.model.trainable_state_dict() if n.startswith("deep.gates.")}
+    assert gates == {"deep.gates.1", "deep.gates.2"}  # 4 layers, stage 0 keeps 0 and 3
+    assert all(full.model.deep.gates[k].item() != 0 for k in ("1", "2"))  # they trained
+    killed, none = run(tmp_path / "killed", kill_at=6)
+    assert none is None and torch.load(killed.ckpt_path, weights_only=False)["step"] == 4
+    resumed, again = run(tmp_path / "killed")
+    a = load_file(tmp_path / "full" / "run" / "trainable_final.safetensors")
+    b = load_file(tmp_path / "killed" / "run" / "trainable_final.safetensors")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert again["final"] == results["final"]
+    # the LR logged after step s is the next step's: linear decay over 12 steps, x1/3, 2/3 after a stage change
+    lrs = {x["step"]: x["lr"] for x in map(json.loads, (tmp_path / "full" / "run" / "metrics.jsonl").read_text()
+                                           .splitlines()) if "lr" in x}
+    base = {s: 1e-2 * (12 - s) / 12 for s in range(13)}
+    factor = {4: 1 / 3, 5: 2 / 3, 8: 1 / 3, 9: 2 / 3}
+    for s in range(1, 12):
+        assert lrs[s] == pytest.approx(base[s] * factor.get(s, 1.0), rel=1e-6), s

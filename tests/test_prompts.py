@@ -160,3 +160,34 @@ def test_projection_and_prefix_dropout():
     assert not torch.equal(torch.stack(model.deep()), torch.stack(model.deep()))  # dropout is active in training
     model.eval()
     assert torch.equal(torch.stack(model.deep()), torch.stack(model.deep()))
+
+
+@pytest.mark.parametrize("init", ["vocab", "text"])
+def test_bert_shallow_vocab_init_looks_like_real_tokens_after_the_embeddings(init):
+    """BERT's shallow prompt joins after the embeddings' LayerNorm: a vocab/text init is those tokens' output
+    of the embeddings module (norms of real tokens there), not raw word-embedding rows."""
+    prompted, plain, tok = _pair("tiny-bert", "sdpa", "shallow", f"prompt.init={init}", "prompt.length=6",
+                                 "prompt.init_text='a great movie'")
+    emb = plain.backbone.embeddings  # the same weights, without the hook that prepends the prompt
+    weight = prompted.shallow.embeds.detach()
+    from fpt.models.wrappers import _init_token_ids
+    ids = torch.tensor(_init_token_ids(compose("model=tiny-bert", "prompt=shallow", f"prompt.init={init}",
+                                               "prompt.length=6", "prompt.init_text='a great movie'").prompt,
+                                       tok, prompted.backbone.config.vocab_size))
+    ids = ids[torch.arange(6) % len(ids)]
+    with torch.no_grad():
+        real = emb(input_ids=ids.unsqueeze(0))[0]
+        raw = emb.word_embeddings.weight[ids]
+    assert torch.equal(weight, real)
+    # the LayerNorm output's norm is ~sqrt(hidden) (weight 1, bias 0 here), far from the raw rows'
+    real_norm = emb(input_ids=torch.tensor([[5, 6, 7, 8]]))[0].norm(dim=-1).mean()
+    torch.testing.assert_close(weight.norm(dim=-1).mean(), real_norm, rtol=0.05, atol=0)
+    assert (raw.norm(dim=-1).mean() - real_norm).abs() > 0.5 * real_norm
+
+
+def test_t5_shallow_vocab_init_copies_input_embeddings():
+    prompted, _, tok = _pair("tiny-t5", "sdpa", "shallow", "prompt.init=text", "prompt.length=3",
+                             "prompt.init_text='yes no maybe'")
+    ids = tok("yes no maybe", add_special_tokens=False)["input_ids"][:3]
+    ids = torch.tensor(ids)[torch.arange(3) % len(ids)]
+    assert torch.equal(prompted.shallow.embeds.detach(), prompted.backbone.get_input_embeddings().weight[ids])

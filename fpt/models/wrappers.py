@@ -30,7 +30,7 @@ class PromptedModel(nn.Module):
         if prompt_cfg.type == "shallow":
             ids = _init_token_ids(prompt_cfg, tokenizer, dims["vocab"])
             self.shallow = ShallowPrompt(prompt_cfg.length, dims["hidden"], prompt_cfg.init,
-                                         backbone.get_input_embeddings(), ids, prompt_cfg.init_range)
+                                         self._token_vectors, ids, prompt_cfg.init_range)
         elif prompt_cfg.type == "deep":
             self.deep = DeepPrompt(len(self.site_names), prompt_cfg.length, dims["heads"], dims["head_dim"],
                                    prompt_cfg.projection, prompt_cfg.projection_hidden, prompt_cfg.dropout)
@@ -54,6 +54,10 @@ class PromptedModel(nn.Module):
             self.backbone(input_ids=ids, **extra)
         self.backbone.train(was_training)
         self.deep.init_from_activations([(calls[0][0][0], calls[0][1][0]) for calls in captured])
+
+    def _token_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """What these tokens look like where a shallow prompt is inserted (here: the input embeddings)."""
+        return self.backbone.get_input_embeddings()(ids)
 
     @property
     def shallow_length(self) -> int:
@@ -123,6 +127,18 @@ class PromptedEncoder(PromptedModel):
                                model_cfg.pooling)
         if self.shallow is not None:  # after the embeddings so real tokens keep their positions
             backbone.embeddings.register_forward_hook(self._prepend_shallow)
+
+    @torch.no_grad()
+    def _token_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """The shallow prompt joins after the embeddings module: a real token there is word + position + type
+        embedding through its LayerNorm (positions 0.., type 0, no dropout)."""
+        embeddings = self.backbone.embeddings
+        was_training = embeddings.training
+        embeddings.eval()
+        try:
+            return embeddings(input_ids=ids.unsqueeze(0))[0]
+        finally:
+            embeddings.train(was_training)
 
     def _prepend_shallow(self, module, inputs, output):
         return torch.cat([self.shallow(output.shape[0]).to(output.dtype), output], dim=1)
