@@ -196,7 +196,7 @@ class Growth:
             raise ValueError(f"schedule.stage_warmup_steps={sched.stage_warmup_steps}: must be >= 0")
         if sched.new_layer_prefix == "copy" and cfg.prompt.type == "deep" and cfg.prompt.projection:
             raise ValueError("schedule.new_layer_prefix=copy needs per-layer prefixes; with prompt.projection=true "
-                             "use schedule.new_layer_prefix=init")
+                             "use schedule.new_layer_prefix=init or gate")
         dims = model.family.dims(model.backbone.config)
         stages = resolve_stages(sched, dims, total_steps, reduces_decoder(cfg))
         scores, info = None, {}

@@ -598,3 +598,18 @@ def test_gated_growth_with_stage_warmup_resumes_bitwise_in_process(tmp_path, mon
     factor = {4: 1 / 3, 5: 2 / 3, 8: 1 / 3, 9: 2 / 3}
     for s in range(1, 12):
         assert lrs[s] == pytest.approx(base[s] * factor.get(s, 1.0), rel=1e-6), s
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_gated_t5_generates_the_same_with_and_without_cache(attn):
+    model, growth, batch, _ = _gated_model("tiny-t5", attn)
+    growth.enter(4)
+    with torch.no_grad():
+        for k, gate in model.deep.gates.items():
+            gate.fill_(0.25 + 0.05 * int(k))
+    cached = model.generate(batch, max_new_tokens=6)
+    embeds, mask = model.encoder_inputs(batch)
+    with model.deep_prompt():
+        plain = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
+                                        max_new_tokens=6, use_cache=False)
+    assert torch.equal(cached, plain)
