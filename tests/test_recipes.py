@@ -130,13 +130,13 @@ def test_default_run_is_unchanged():
 
 # --------------------------------------------------------------------------- the command line wins
 def test_command_line_group_choices_win_over_the_recipe():
+    fpt_but_prompt = {k: v for k, v in FPT.items() if not k.startswith("prompt.")}
+    ptv2_optim = {k: v for k, v in PTV2.items() if k.startswith("optim.")}
     deep = compose("model=t5-xl", "schedule=fpt", "prompt=deep")
     assert deep.prompt.type == "deep" and deep.prompt.init == "normal"  # deep's own init, not the recipe's uniform
-    assert fields(deep, {k: v for k, v in FPT.items() if not k.startswith("prompt.")}) == \
-        {k: v for k, v in FPT.items() if not k.startswith("prompt.")}
+    assert fields(deep, fpt_but_prompt) == fpt_but_prompt
     adamw = compose("model=t5-xl", "optim=adamw")
-    assert fields(adamw, {k: v for k, v in PTV2.items() if k.startswith("optim.")}) == \
-        {k: v for k, v in PTV2.items() if k.startswith("optim.")}
+    assert fields(adamw, ptv2_optim) == ptv2_optim
     assert adamw.prompt.type == "shallow" and adamw.model.dropout == 0.0 and adamw.trainer.max_steps == 15000
 
 
