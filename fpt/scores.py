@@ -7,7 +7,8 @@ or gelu(wi_0 h) * wi_1 h for gated T5), its mean |value| over the non-padded pos
 One score per neuron per layer: {"encoder": [layers, d_ff], "decoder": [layers, d_ff]}.
 
 Cached per (task, model) in `{output_root}/scores/{task}-{model}.safetensors` (or schedule.scores_path);
-a cache computed for other settings or other weights is recomputed. Compute it ahead of a run with
+a cache computed for other settings, other weights or other inputs (template, text fields, target prefix,
+verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed. Compute it ahead of a run with
 
     python -m fpt.scores model=minilm task=sst2 task.data_dir=../shared/data/GLUE/SST-2
 """
@@ -75,13 +76,18 @@ def _record(ffn, stack: str, i: int, sums: dict, masks: dict):
     return hook
 
 
+def _pick(num_features: int, num_examples: int, seed: int) -> list[int]:
+    """The scored examples: the first `num_examples` of a seeded permutation."""
+    return torch.randperm(num_features, generator=torch.Generator().manual_seed(seed))[:num_examples].tolist()
+
+
 @torch.no_grad()
 def activation_scores(model, features, num_examples: int = 1000, seed: int = 0,
                       batch_size: int = 64) -> dict[str, torch.Tensor]:
     """Scores of every FFN neuron of `model` (a PromptedModel) on a random subset of `features`."""
     family, backbone = model.family, model.backbone
     device = next(backbone.parameters()).device
-    picked = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))[:num_examples].tolist()
+    picked = _pick(len(features), num_examples, seed)
     with torch.random.fork_rng(devices=[]):  # the run's random stream stays untouched
         torch.manual_seed(seed)
         prompt = ShallowPrompt(PROMPT_LENGTH, family.dims(backbone.config)["hidden"]).to(device)
@@ -128,11 +134,30 @@ def _fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-def _settings(cfg, model, num_examples: int) -> dict:
+def _inputs_fingerprint(features, picked: list[int]) -> str:
+    """A hash of the token ids (and targets) of the scored examples: whatever changed the encoded inputs
+    (template, text fields, target prefix, verbalizers, lengths, tokenizer, data) changes it."""
+    h = hashlib.sha256()
+    for i in picked:
+        feature = features[i]
+        for key in sorted(feature):
+            value = feature[key]
+            value = value.tolist() if hasattr(value, "tolist") else value
+            h.update(json.dumps([key, value], default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _settings(cfg, model, features, num_examples: int) -> dict:
+    """The cache key: every setting the scores depend on (named, so that a mismatch says which)."""
     task = cfg.task
     return {"task": task.name, "model": cfg.model.name, "examples": num_examples, "seed": cfg.schedule.score_seed,
             "prompt_length": PROMPT_LENGTH, "max_length": task.max_length, "data": task.data_dir or task.hub,
-            "max_eval_samples": task.max_eval_samples, "weights": _fingerprint(model)}
+            "max_eval_samples": task.max_eval_samples, "template": task.template,
+            "text_fields": list(task.text_fields), "text_variant": task.text_variant,
+            "target_prefix": cfg.model.target_prefix, "verbalizers": list(task.verbalizers),
+            "max_target_length": task.max_target_length, "target": task.target,
+            "inputs": _inputs_fingerprint(features, _pick(len(features), num_examples, cfg.schedule.score_seed)),
+            "weights": _fingerprint(model)}
 
 
 def save_scores(path: Path, scores: dict, settings: dict) -> None:
@@ -159,7 +184,7 @@ def load_or_compute(cfg, model, eval_set) -> tuple[dict, dict]:
     """The run's scores from the cache, or computed now (and cached): (scores, what happened)."""
     path = score_path(cfg)
     n = min(cfg.schedule.num_score_examples, len(eval_set))
-    settings = json.loads(json.dumps(_settings(cfg, model, n), default=str))
+    settings = json.loads(json.dumps(_settings(cfg, model, eval_set, n), default=str))
     if path.is_file():
         scores, saved = load_scores(path)
         if saved == settings:
@@ -200,7 +225,7 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.perf_counter()
     scores = activation_scores(model, features, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
     path = score_path(cfg)
-    save_scores(path, scores, _settings(cfg, model, n))
+    save_scores(path, scores, _settings(cfg, model, features, n))
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in scores.items())
     print(f"activation scores of {n} {cfg.task.name} examples ({shapes}) in {time.perf_counter() - started:.1f}s "
           f"-> {path}")
