@@ -53,8 +53,20 @@ class Kind:
     def score(self, task, features: Features, outputs: list, seq2seq: bool) -> dict:
         if seq2seq:
             predictions = [self.from_text(task, t) for t in outputs]
-            return compute_metrics(list(task.metrics), predictions, features.meta)
+            metrics = compute_metrics(list(task.metrics), predictions, features.meta, **self.metric_options(task))
+            flags = [self.unreadable(task, t) for t in outputs]
+            if flags and all(f is not None for f in flags):  # "unreadable": share of answers that are no answer
+                metrics["unreadable"] = sum(flags) / len(flags)
+            return metrics
         return self.score_bert(task, features, outputs)
+
+    def metric_options(self, task) -> dict:
+        """Extra arguments for the metrics that take them (classification: labels=the class indices)."""
+        return {}
+
+    def unreadable(self, task, generated: str) -> bool | None:
+        """Whether a generated answer cannot be read as a prediction; None: any text is an answer."""
+        return None
 
     # ---------------------------------------------------------------- BERT side (per kind)
     def encode_bert(self, task, rows, tokenizer, train: bool) -> Features:
@@ -64,7 +76,7 @@ class Kind:
         raise NotImplementedError
 
     def score_bert(self, task, features, outputs) -> dict:
-        return compute_metrics(list(task.metrics), outputs, features.meta)
+        return compute_metrics(list(task.metrics), outputs, features.meta, **self.metric_options(task))
 
     # ---------------------------------------------------------------- T5 side
     def source(self, task, row) -> str:

@@ -11,8 +11,6 @@ sentence's words, in order, to give tags for the same seqeval score.
 """
 from __future__ import annotations
 
-from transformers import AutoTokenizer
-
 from ..metrics import compute_metrics, iob1_to_iob2
 from ..tasks import Features, TaskDataError, column, text
 from .base import Kind
@@ -35,6 +33,7 @@ def pretokenized(tokenizer):
         tokenizer([["probe"]], is_split_into_words=True)
         return tokenizer
     except Exception:
+        from transformers import AutoTokenizer
         key = tokenizer.name_or_path
         if key not in _PRETOKENIZED:
             _PRETOKENIZED[key] = AutoTokenizer.from_pretrained(key, add_prefix_space=True)
