@@ -34,6 +34,21 @@ class Kind:
         """Outputs of the BERT head's classifier (None where the head fixes it)."""
         return len(task.labels) or None
 
+    # ---------------------------------------------------------------- start-up row check (no tokenizer)
+    def check_rows(self, task, rows, seq2seq: bool) -> None:
+        """Read the first rows as encoding will (columns, texts, labels), so bad data fails at start-up."""
+        for row in rows[:CHECK_ROWS]:
+            if seq2seq:
+                self.source(task, row)
+                self.reference(task, row)
+                if not self.targets(task, row):
+                    raise TaskDataError(f"task {task.name}: {row['_source']}: no target text")
+            else:
+                self.check_row_bert(task, row)
+
+    def check_row_bert(self, task, row) -> None:
+        """What encode_bert reads from one row (a kind without this override is checked when encoded)."""
+
     # ---------------------------------------------------------------- features
     def features(self, task, rows, tokenizer, seq2seq: bool, target_prefix: str = "", train: bool = False):
         """All rows' features, after encoding the first rows alone (fast failure on bad columns/labels)."""

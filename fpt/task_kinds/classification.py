@@ -60,6 +60,11 @@ class Classification(Kind):
             return {"question_id": text(task, row, task.group_field), "label": label}
         return label
 
+    def check_row_bert(self, task, row):
+        for field in text_fields(task):
+            text(task, row, field)
+        self.reference(task, row)
+
     def encode_bert(self, task, rows, tokenizer, train):
         refs = [self.reference(task, r) for r in rows]
         labels = [r["label"] if isinstance(r, dict) else r for r in refs]

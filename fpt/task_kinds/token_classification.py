@@ -108,6 +108,14 @@ class TokenClassification(Kind):
                                 f"tags {labels} (task.tag_types / task.labels)")
         return list(words), list(tags)
 
+    def check_row_bert(self, task, row):
+        words, _ = self.words_and_tags(task, row)
+        if task.predicate_field:
+            index = column(task, row, task.predicate_field, "predicate_field")
+            if not str(index).isdigit() or int(index) >= len(words):
+                raise TaskDataError(f"task {task.name}: {row['_source']}: predicate index {index!r} "
+                                    f"(task.predicate_field) is not a word index below {len(words)}")
+
     def encode_bert(self, task, rows, tokenizer, train):
         tokenizer = pretokenized(tokenizer)
         index = {t: i for i, t in enumerate(tag_labels(task))}
