@@ -251,9 +251,9 @@ def check_config(cfg, run_dir: Path | str | None = None) -> None:
     seq2seq = cfg.model.family == "t5"
     check_trainer(cfg.trainer)
     check_optim(cfg.optim)
+    check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
     check_model(cfg.model, cfg.task)
-    check_task(cfg.task, seq2seq)
     check_device(cfg.trainer.device)
     if run_dir is not None:
         check_writable(Path(run_dir))
