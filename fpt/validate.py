@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import traceback
 from pathlib import Path
 
 
@@ -92,8 +93,10 @@ def check_prompt(p, task) -> None:
     one_of("prompt.type", p.type, ["none", "shallow", "deep"])
     if p.type != "none":
         positive_int("prompt.length", p.length)
+    if p.type == "shallow":  # soft tokens before the input; a deep prefix may be longer (P-tuning v2 CoNLL04: 144)
         need(p.length <= task.max_length, "prompt.length", p.length,
-             f"at most task.max_length={task.max_length} (a prompt longer than the input it prompts)")
+             f"at most task.max_length={task.max_length} for a shallow prompt (soft tokens longer than the input "
+             f"they prompt)")
     number_in("prompt.init_range", p.init_range, 0, math.inf, low_open=True, optional=True)
     positive_int("prompt.projection_hidden", p.projection_hidden)
     number_in("prompt.dropout", p.dropout, 0, 1)
@@ -247,7 +250,37 @@ def check_data(task, seq2seq: bool) -> None:
 
 
 def check_config(cfg, run_dir: Path | str | None = None) -> None:
-    """Every start-up check, cheapest first; raises ConfigError (or TaskDataError for data files)."""
+    """Every start-up check, cheapest first; raises ConfigError (or TaskDataError for data files).
+
+    With a run folder, a failure is also recorded there as a failed results.json (a sweep's report lists it)."""
+    try:
+        _check_all(cfg, run_dir)
+    except Exception as err:
+        if run_dir is not None:
+            record_failure(cfg, Path(run_dir), err)
+        raise
+
+
+def record_failure(cfg, run_dir: Path, err: Exception) -> None:
+    """results.json with status "failed" (the keys fpt.run writes for a failed run), if the folder takes it."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    results = {"task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type,
+               "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": 0, "metric": cfg.task.metric, "best": {},
+               "final": {}, "status": "failed", "error": f"{type(err).__name__}: {err}",
+               "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,
+               "traceback": traceback.format_exc()}
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".results.json.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(results, indent=2, default=str) + "\n")
+        os.replace(tmp, run_dir / "results.json")
+    except OSError:
+        pass  # an unwritable folder: the error itself still reaches the user
+
+
+def _check_all(cfg, run_dir) -> None:
     seq2seq = cfg.model.family == "t5"
     check_trainer(cfg.trainer)
     check_optim(cfg.optim)

@@ -33,7 +33,7 @@ def sst2_files(folder: Path, train: str = TSV + "good movie\t1\nbad movie\t0\n",
                                                   else dev)]:
         if content is not None:
             (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-    return [f"task=sst2", f"task.data_dir={folder}"]
+    return ["task=sst2", f"task.data_dir={folder}"]
 
 
 def cb_files(folder: Path, train: str):
@@ -49,8 +49,8 @@ ROW = '{"premise": "a", "hypothesis": "b", "label": "entailment"}\n'
 CASES = [
     ("prompt length 0", ["prompt.length=0"], ConfigError, ["prompt.length=0", ">= 1"]),
     ("prompt length -1", ["prompt=shallow", "prompt.length=-1"], ConfigError, ["prompt.length=-1", ">= 1"]),
-    ("prompt longer than max_length", ["prompt.length=100", "task.max_length=64"], ConfigError,
-     ["prompt.length=100", "task.max_length=64"]),
+    ("shallow prompt longer than max_length", ["prompt=shallow", "prompt.length=100", "task.max_length=64"],
+     ConfigError, ["prompt.length=100", "task.max_length=64"]),
     ("batch size 0", ["trainer.batch_size=0"], ConfigError, ["trainer.batch_size=0", ">= 1"]),
     ("max_steps -1", ["trainer.max_steps=-1"], ConfigError, ["trainer.max_steps=-1", ">= 1"]),
     ("eval_every 0", ["trainer.eval_every=0"], ConfigError, ["trainer.eval_every=0"]),
@@ -119,7 +119,9 @@ def test_bad_input_fails_naming_the_problem(tmp_path, overrides, error, names):
     for part in names:
         assert part.format(data=data) in message, message
     leaves_nothing_complete(run)
-    assert not (run / "config.yaml").exists()  # failed before the run folder got any file
+    assert not (run / "config.yaml").exists() and not (run / "run_state.json").exists()  # before any run state
+    results = json.loads((run / "results.json").read_text())  # the failure is recorded for a sweep's report
+    assert results["status"] == "failed" and message in results["error"]
 
 
 def test_table_is_large_enough():
