@@ -133,7 +133,10 @@ def preload_rows(task, split: str) -> list[dict]:
     """read_rows for a start-up check; the next read_rows of the same split and unchanged file takes these rows."""
     rows = read_rows(task, split)
     if task.data_dir:
-        _PRELOADED[_preload_key(task, split)] = rows
+        key = _preload_key(task, split)
+        for other in [k for k in _PRELOADED if k[1] != key[1]]:
+            del _PRELOADED[other]  # another task config's rows, never taken (e.g. a sweep job skipped as completed)
+        _PRELOADED[key] = rows
     return rows
 
 
