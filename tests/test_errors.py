@@ -233,3 +233,30 @@ def test_typo_end_to_end(tmp_path):
     proc = train(tmp_path / "run", "promt=deep")
     assert proc.returncode != 0
     assert "promt" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_start_up_check_reads_the_files_once(tmp_path, monkeypatch):
+    """check_config reads the local files; the Trainer's read_rows takes those rows instead of reading again."""
+    from fpt import tasks
+
+    cfg = compose(*TINY, *sst2_files(tmp_path / "data"))
+    check_config(cfg)
+    expected = {"train": ["bad movie", "good movie"], "eval": ["a bad film", "a fine film"]}
+
+    def no_reading(task, split):
+        raise AssertionError(f"read {split} again")
+
+    monkeypatch.setattr(tasks, "_read_local", no_reading)
+    for split in ("train", "eval"):
+        assert sorted(r["sentence"] for r in tasks.read_rows(cfg.task, split)) == expected[split]
+    with pytest.raises(AssertionError, match="read train again"):  # handed over once, not kept
+        tasks.read_rows(cfg.task, "train")
+
+
+def test_model_positions_from_its_config():
+    from fpt.validate import max_positions
+
+    assert max_positions({"model_type": "bert", "max_position_embeddings": 512}) == 512
+    assert max_positions({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    assert max_positions({"model_type": "t5", "n_positions": 512}) is None  # relative positions: no limit
+    check_config(compose(*TINY, "model=tiny-t5", "task.max_length=2000"))  # accepted for T5
