@@ -25,6 +25,8 @@ def train(cfg) -> float:
         raise ValueError(f"hparams_search={search} is a sweep: add -m (python train.py -m hparams_search={search} ...)")
     if hc.runtime.choices.get("hydra/launcher") == "local_gpus" and cfg.trainer.device == "auto":
         cfg.trainer.device = "free"  # a GPU of its own for each concurrent job (conf/hydra/launcher/local_gpus.yaml)
+    from fpt.validate import check_config
+    check_config(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
     from fpt.run import main
     results = main(cfg, hc.runtime.output_dir)
     return results["best"].get(results["metric"], float("nan"))

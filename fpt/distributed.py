@@ -13,6 +13,7 @@ whatever the number of processes. `SameRunDir` makes every rank use rank 0's Hyd
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 import re
 import tempfile
@@ -20,10 +21,23 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-import torch.distributed as tdist
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf, open_dict
+
+
+class _Lazy:
+    """A module imported on first use: Hydra loads this file for its callback at every launch, and the start-up
+    checks (fpt/validate.py) answer before torch is imported."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _Lazy("torch")
+tdist = _Lazy("torch.distributed")
 
 
 # --------------------------------------------------------------------------- process group

@@ -8,6 +8,11 @@ and is listed in METRICS under a short name, so a config can say
 Scale: accuracy, F1, exact match and correlations are fractions in 0..1,
 not percentages (the official SQuAD scripts print 0..100; multiply by 100 to compare).
 Counts (e.g. HasAns_total) are plain numbers of examples.
+
+Classification predictions are class indices; a generated (T5) answer that is no verbalizer is UNREADABLE
+(-1). It is a wrong answer, never a class of its own: it misses its reference's class and hits none
+(`f1_macro` averages over the task's label set only), and `unreadable_share` reports how many there were.
+scikit-learn and scipy are imported by the metrics that use them, so importing this module is cheap.
 """
 
 import re
@@ -15,10 +20,14 @@ import string
 from collections import Counter, defaultdict
 from typing import Callable
 
-import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score as sk_f1_score
-from sklearn.metrics import matthews_corrcoef
+import inspect
+
+UNREADABLE = -1  # a generated answer that matches no verbalizer
+
+
+def sk_f1_score(*args, **kwargs):
+    from sklearn.metrics import f1_score
+    return f1_score(*args, **kwargs)
 
 # -----------------------------------------------------------------------------
 # helpers
@@ -52,17 +61,40 @@ def f1(predictions, references):
                                     zero_division=0))}
 
 def f1_macro(predictions, references, labels=None):
-    """Unweighted mean of per-class F1 (CB). labels=None: classes seen in either list."""
+    """Unweighted mean of per-class F1 (CB) over `labels`, the task's class indices.
+
+    labels=None: the classes seen in either list, except UNREADABLE. An UNREADABLE prediction is a miss for
+    its reference's class (a false negative) and no class's false positive. A class of `labels` that is in
+    neither list has no F1 and is left out of the mean (rather than counted as 0).
+    """
     _check_lengths(predictions, references)
-    return {"f1_macro": float(sk_f1_score(references, predictions, labels=labels, average="macro", zero_division=0))}
+    if labels is None:
+        labels = sorted((set(references) | set(predictions)) - {UNREADABLE})
+    labels = list(labels)
+    if UNREADABLE in labels:
+        raise ValueError(f"f1_macro: labels {labels} include the unreadable marker {UNREADABLE}")
+    seen = set(references) | set(predictions)
+    present = [c for c in labels if c in seen]
+    if not present:
+        return {"f1_macro": 0.0}
+    return {"f1_macro": float(sk_f1_score(references, predictions, labels=present, average="macro",
+                                          zero_division=0))}
+
+def unreadable_share(predictions, references):
+    """Share of predictions that are UNREADABLE (generated text matching no verbalizer), in 0..1."""
+    _check_lengths(predictions, references)
+    return {"unreadable": _mean([isinstance(p, int) and p == UNREADABLE for p in predictions])}
 
 def matthews(predictions, references):
     """Matthews correlation, as GLUE CoLA (sklearn matthews_corrcoef), in -1..1."""
+    from sklearn.metrics import matthews_corrcoef
     _check_lengths(predictions, references)
     return {"matthews": float(matthews_corrcoef(references, predictions))}
 
 def pearson_spearman(predictions, references):
     """Pearson and Spearman correlation of float scores (STS-B); `corr` is their mean."""
+    import numpy as np
+    from scipy.stats import pearsonr, spearmanr
     _check_lengths(predictions, references)
     pred = np.asarray(predictions, dtype=float)
     ref = np.asarray(references, dtype=float)
@@ -294,12 +326,17 @@ METRICS: dict[str, Callable] = {
     "rouge": rouge,
 }
 
-def compute_metrics(names: list[str], predictions, references) -> dict[str, float]:
-    """Run the named metrics (default arguments) and merge their outputs into one dict."""
+def compute_metrics(names: list[str], predictions, references, **options) -> dict[str, float]:
+    """Run the named metrics and merge their outputs into one dict.
+
+    `options` (e.g. labels=range(3), the task's class indices) go to the metrics whose signature takes them.
+    """
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; known metrics: {', '.join(sorted(METRICS))}")
     results = {}
     for name in names:
-        results.update(METRICS[name](predictions, references))
+        metric = METRICS[name]
+        params = inspect.signature(metric).parameters
+        results.update(metric(predictions, references, **{k: v for k, v in options.items() if k in params}))
     return results

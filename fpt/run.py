@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from . import distributed as dist
 from .checkpoint import config_fingerprint, find_previous_run, write_json, write_text
+from .validate import check_config
 
 log = logging.getLogger("fpt")
 
@@ -58,6 +59,7 @@ def pick_gpu(cfg) -> None:
 def main(cfg, hydra_dir: Path) -> dict:
     dist.init()
     hydra_dir = Path(hydra_dir)
+    check_config(cfg, hydra_dir)  # bad values, device, model positions, data files: before any folder is written
     fingerprint = config_fingerprint(cfg)
     run_dir, earlier = choose_run_dir(cfg, hydra_dir, fingerprint)
     run_dir, earlier = dist.broadcast_object((str(run_dir), earlier))  # every rank follows rank 0

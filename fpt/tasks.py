@@ -1,17 +1,18 @@
 """Tasks: read a task's rows (hub or local official-format files), check them, turn them into features.
 
+Local TSV/CSV/JSONL files are read with the standard library (every value a string, or JSON's own types),
+so that a bad file is named with its line; `datasets` (hub) and torch (`collate`) are imported where used.
+
 Everything about a task (source, columns, template, labels, verbalizers, metrics) lives in its
 YAML file in conf/task/; this module only interprets those fields.
 """
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
-import datasets
-import torch
-
-from .task_kinds.formats import READERS, FormatError, derive
+from .task_kinds.formats import READERS, FormatError, derive, json_lines, not_utf8
 
 BUNDLED_DATA = Path(__file__).parent / "data"
 
@@ -34,35 +35,60 @@ def _read_local(task, split: str) -> list[dict]:
     if not path.is_file():
         raise TaskDataError(f"task {task.name}: data file not found: {path} "
                             f"(task.data_dir={task.data_dir!r}, task.files.{split}={task.files[split]!r})")
-    if task.format in READERS:
-        try:
-            rows = READERS[task.format](path, task)
-        except FormatError as err:
-            raise TaskDataError(f"task {task.name}: {err}") from None
-        return _finish_local(task, rows)
+    if path.stat().st_size == 0:
+        raise TaskDataError(f"task {task.name}: data file is empty: {path} (task.files.{split}); "
+                            f"expected {task.format} rows")
+    readers = {**READERS, "tsv": read_table, "csv": read_table, "jsonl": read_jsonl}
+    if task.format not in readers:
+        raise TaskDataError(f"task {task.name}: task.format={task.format!r}, expected tsv, csv, jsonl or one "
+                            f"of {sorted(READERS)}")
     try:
-        if task.format in ("tsv", "csv"):
-            names = list(task.column_names) if task.column_names else None
-            kwargs = dict(delimiter="\t" if task.format == "tsv" else ",", na_filter=False)
-            if task.format == "tsv":
-                kwargs["quoting"] = 3  # GLUE TSVs contain bare quotes
-            if names:
-                kwargs.update(column_names=names, skiprows=1 if task.header else 0)
-            ds = datasets.load_dataset("csv", data_files=str(path), split="train", **kwargs)
-        elif task.format == "jsonl":
-            ds = datasets.load_dataset("json", data_files=str(path), split="train")
-        else:
-            raise TaskDataError(f"task {task.name}: task.format={task.format!r}, expected tsv, csv, jsonl or one "
-                                f"of {sorted(READERS)}")
-    except TaskDataError:
-        raise
-    except Exception as err:  # pandas / arrow parse errors: say which file
-        cause = err.__cause__ or err
-        raise TaskDataError(f"task {task.name}: cannot parse {path} as {task.format}: {cause}") from err
-    rows = ds.to_list()
-    for i, row in enumerate(rows):
-        row["_source"] = f"{path}:{i + 2 if task.header and task.format != 'jsonl' else i + 1}"
+        rows = readers[task.format](path, task)
+    except FormatError as err:
+        raise TaskDataError(f"task {task.name}: {err}") from None
+    except UnicodeDecodeError:
+        raise TaskDataError(f"task {task.name}: {not_utf8(path)}") from None
+    if not rows:
+        raise TaskDataError(f"task {task.name}: {path} (task.files.{split}) has no data rows"
+                            f"{' (a header only)' if task.format in ('tsv', 'csv') and task.header else ''}")
     return _finish_local(task, rows)
+
+
+def read_table(path: Path, task) -> list[dict]:
+    """A TSV (no quoting, as GLUE's files) or CSV file -> rows of strings keyed by the header or task.column_names.
+
+    Blank lines are skipped; a line with more or fewer fields than there are columns is an error."""
+    if not task.header and not task.column_names:
+        raise FormatError(f"{path}: task.header=false needs task.column_names (the names of the columns)")
+    tsv = task.format == "tsv"
+    names = list(task.column_names) if task.column_names else None
+    skip_header = bool(task.header)
+    rows, end = [], 0
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        for fields in reader:
+            line, end = end + 1, reader.line_num
+            if not fields or fields == [""]:
+                continue
+            if skip_header:
+                skip_header = False
+                names = names or fields
+                continue
+            if len(fields) != len(names):
+                raise FormatError(f"{path}:{line}: {len(fields)} {'tab' if tsv else 'comma'}-separated field(s), "
+                                  f"expected {len(names)}: {names}")
+            rows.append({**dict(zip(names, fields)), "_source": f"{path}:{line}"})
+    return rows
+
+
+def read_jsonl(path: Path, task) -> list[dict]:
+    """One JSON object a line (blank lines skipped)."""
+    rows = []
+    for n, obj in json_lines(path):
+        if not isinstance(obj, dict):
+            raise FormatError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+        rows.append({**obj, "_source": f"{path}:{n}"})
+    return rows
 
 
 def _finish_local(task, rows: list[dict]) -> list[dict]:
@@ -79,6 +105,7 @@ def _read_hub(task, split: str) -> list[dict]:
     if not task.hub:
         raise TaskDataError(f"task {task.name}: no Hugging Face hub copy (task.hub) for this task: give local files "
                             f"with task.data_dir=<folder holding {dict(task.files)}> (format {task.format})")
+    import datasets
     hub_split = task.hub_splits.get(split, split)
     try:
         ds = datasets.load_dataset(*task.hub, split=hub_split)
@@ -92,8 +119,36 @@ def _read_hub(task, split: str) -> list[dict]:
     return rows
 
 
+_PRELOADED: dict[tuple, list[dict]] = {}
+
+
+def _preload_key(task, split: str):
+    from omegaconf import OmegaConf
+    path = resolve_data_dir(task.data_dir) / task.files.get(split, "")
+    stat = path.stat()
+    return split, OmegaConf.to_yaml(task, resolve=True), str(path), stat.st_mtime_ns, stat.st_size
+
+
+def preload_rows(task, split: str) -> list[dict]:
+    """read_rows for a start-up check; the next read_rows of the same split and unchanged file takes these rows."""
+    rows = read_rows(task, split)
+    if task.data_dir:
+        key = _preload_key(task, split)
+        for other in [k for k in _PRELOADED if k[1] != key[1]]:
+            del _PRELOADED[other]  # another task config's rows, never taken (e.g. a sweep job skipped as completed)
+        _PRELOADED[key] = rows
+    return rows
+
+
 def read_rows(task, split: str) -> list[dict]:
     """Rows of a split, shuffled and capped for train as task.shuffle_seed / task.max_train_samples say."""
+    if task.data_dir and _PRELOADED:
+        try:
+            rows = _PRELOADED.pop(_preload_key(task, split), None)
+        except OSError:
+            rows = None
+        if rows is not None:
+            return rows
     rows = _read_local(task, split) if task.data_dir else _read_hub(task, split)
     try:
         derive(task, rows)
@@ -168,7 +223,7 @@ def label_index(task, row: dict) -> int | float:
 
 
 # --------------------------------------------------------------------------- features
-class Features(torch.utils.data.Dataset):
+class Features:
     """Tokenized examples (dicts of lists/ints, padded later by `collate`), plus what scoring needs:
     `meta[i]` belongs to feature i (e.g. its reference), `examples` to whole rows (span QA)."""
 
@@ -212,12 +267,13 @@ def _pad(values: list[list], fill: int) -> list[list]:
     return [v + [fill] * (width - len(v)) for v in values]
 
 
-def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(batch: list[dict], pad_id: int) -> dict:
     """Pad to the longest example in the batch; seq2seq targets and tag ids are padded with -100.
 
     Multiple-choice features hold one token list per choice: they become B*C rows (choices padded with
     dummy rows) and "choice_mask" [B, C] marks the real ones.
     """
+    import torch
     out = {}
     for key in batch[0]:
         values = [ex[key] for ex in batch]

@@ -41,6 +41,9 @@ class TrainingError(RuntimeError):
 
 # --------------------------------------------------------------------------- pieces
 def pick_device(name: str) -> torch.device:
+    """trainer.device as a torch device; a device this machine does not have is a ConfigError naming it."""
+    from .validate import check_device
+    check_device(name)
     if name == "auto":
         if dist.is_distributed() and torch.cuda.is_available():
             return torch.device("cuda", dist.local_rank())

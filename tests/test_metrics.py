@@ -212,3 +212,50 @@ def test_rouge_stemming_and_averaging():
     out = compute_metrics(["rouge"], ["the cat lay on the mat", "cats running"], ["the cat sat on the mat", "cat run"])
     assert out["rouge1"] == approx((5 / 6 + 1) / 2)
     assert not math.isnan(out["rougeL"])
+
+# -----------------------------------------------------------------------------
+# unreadable text-to-text answers (-1): wrong answers, never a class
+
+def test_macro_f1_unreadable_answer_is_a_miss_not_a_class():
+    # class 0: F1 1; class 1: F1 1; class 2: TP1 FN1 -> 2/3; mean 0.889 (sklearn with labels=None: 0.667)
+    preds, refs = [0, 1, 2, 0, 1, -1], [0, 1, 2, 0, 1, 2]
+    assert METRICS["f1_macro"](preds, refs, labels=range(3)) == {"f1_macro": approx(8 / 9)}
+    assert METRICS["f1_macro"](preds, refs) == {"f1_macro": approx(8 / 9)}  # labels=None leaves -1 out too
+    out = compute_metrics(["accuracy_macro_f1"], preds, refs, labels=range(3))
+    assert out == approx({"accuracy": 5 / 6, "f1_macro": 8 / 9, "mean": (5 / 6 + 8 / 9) / 2})
+
+def test_macro_f1_over_the_label_set():
+    # class 3 is in neither list: no F1, left out of the mean (not counted as 0)
+    assert METRICS["f1_macro"]([0, 1, 1], [0, 1, 0], labels=range(4)) == {"f1_macro": approx((2 / 3 + 2 / 3) / 2)}
+    # class 2 is only predicted: F1 0 counts
+    assert METRICS["f1_macro"]([0, 1, 2], [0, 1, 1], labels=range(3)) == {"f1_macro": approx((1 + 2 / 3 + 0) / 3)}
+    with pytest.raises(ValueError, match="unreadable"):
+        METRICS["f1_macro"]([0], [0], labels=[-1, 0])
+
+def test_options_go_only_to_metrics_that_take_them():
+    out = compute_metrics(["accuracy", "f1_macro"], [0, -1], [0, 1], labels=range(2))
+    assert out == approx({"accuracy": 0.5, "f1_macro": 0.5})  # class 0: 1, class 1: 0
+
+def test_t5_classification_scores_cb_with_unreadable_share():
+    from conftest import compose
+    from fpt.task_kinds import get_kind
+    from fpt.tasks import Features
+
+    task = compose("task=cb", "model=tiny-t5").task
+    kind = get_kind(task)
+    outputs = ["entailment", "contradiction", "neutral", "Entailment ", "contradiction", "maybe"]
+    refs = [0, 1, 2, 0, 1, 2]
+    out = kind.score(task, Features([{}] * 6, meta=refs), outputs, seq2seq=True)
+    assert out == approx({"accuracy": 5 / 6, "f1_macro": 8 / 9, "mean": (5 / 6 + 8 / 9) / 2, "unreadable": 1 / 6})
+    bert = kind.score(task, Features([{}] * 6, meta=refs), [0, 1, 2, 0, 1, 1], seq2seq=False)
+    assert "unreadable" not in bert and bert["accuracy"] == approx(5 / 6)
+
+def test_t5_regression_reports_unreadable_numbers():
+    from conftest import compose
+    from fpt.task_kinds import get_kind
+    from fpt.tasks import Features
+
+    task = compose("task=stsb", "model=tiny-t5").task
+    out = get_kind(task).score(task, Features([{}] * 4, meta=[1.0, 2.0, 3.0, 4.0]), ["1.0", "2.2", "x", "3.8"],
+                               seq2seq=True)
+    assert out["unreadable"] == 0.25

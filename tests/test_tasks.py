@@ -322,3 +322,17 @@ def test_ontonotes_and_conll12_files_encode(tmp_path, tok):
     rows = read_rows(task, "train")
     assert get_kind(task).targets(task, rows[0]) == ["He: ARG0; bought: V; a car: ARG1"]
     assert get_kind(task).source(task, rows[0]) == "srl predicate: bought sentence: He bought a car"
+
+
+def test_real_glue_tsv_rows_equal_pandas(shared_data):
+    """The standard-library TSV reader gives GLUE's rows exactly as pandas reads them (as strings, unquoted)."""
+    import pandas as pd
+
+    for name, folder, split, file in [("rte", "RTE", "train", "train.tsv"), ("cola", "CoLA/glue", "eval", "dev.tsv")]:
+        task = compose(f"task={name}", f"task.data_dir={shared_data / 'GLUE' / folder}").task
+        frame = pd.read_csv(shared_data / "GLUE" / folder / file, sep="\t", quoting=3, na_filter=False, dtype=str,
+                            header=0 if task.header else None, names=list(task.column_names or []) or None)
+        ours = read_rows(task, split)
+        if split == "train":
+            ours = sorted(ours, key=lambda r: int(r["_source"].rsplit(":", 1)[1]))
+        assert [{k: v for k, v in r.items() if k != "_source"} for r in ours] == frame.to_dict("records"), name

@@ -1,11 +1,10 @@
-"""train.py end to end in subprocesses: outputs, SIGKILL and resume, crash mid-checkpoint, clear errors."""
+"""train.py end to end in subprocesses: outputs, SIGKILL and resume, crash mid-checkpoint (bad input: test_errors.py)."""
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -98,48 +97,7 @@ def test_same_command_in_new_folder_resumes_or_skips(tmp_path):
     assert not (third / "results.json").exists()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["promt=deep"], "promt"),
-    (["task=sst3"], "task/sst3"),
-    (["prompt.lenght=4"], "lenght"),
-    (["model=gpt9"], "model/gpt9"),
-    (["task=sst2", "task.data_dir=/no/such/folder"], "/no/such/folder/train.tsv"),
-    (["optim.lr=abc"], "optim.lr"),
-])
-def test_bad_input_fails_fast_naming_the_problem(tmp_path, overrides, message):
-    proc = train(tmp_path / "run", *TINY, *overrides)
-    assert proc.returncode != 0
-    assert message in proc.stderr, proc.stderr[-2000:]
-
-
-def _write_task_files(folder: Path, train_rows: list[str]):
-    folder.mkdir()
-    (folder / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(train_rows) + "\n")
-    (folder / "dev.tsv").write_text("sentence\tlabel\na fine film\t1\na bad film\t0\n")
-
-
-def test_malformed_label_names_file_row_and_value(tmp_path):
-    data = tmp_path / "data"
-    _write_task_files(data, ["good movie\t1", "bad movie\t0", "odd movie\tmaybe"])
-    proc = train(tmp_path / "run", *TINY, "task=sst2", f"task.data_dir={data}")
-    assert proc.returncode != 0
-    assert f"{data / 'train.tsv'}:4" in proc.stderr and "'maybe'" in proc.stderr, proc.stderr[-2000:]
-
-
-def test_row_with_extra_field_names_file(tmp_path):
-    data = tmp_path / "data"
-    _write_task_files(data, ["good movie\t1", "bad movie\t0\textra", "ok movie\t1"])
-    proc = train(tmp_path / "run", *TINY, "task=sst2", f"task.data_dir={data}")
-    assert proc.returncode != 0
-    assert str(data / "train.tsv") in proc.stderr, proc.stderr[-2000:]
-
-
-def test_nan_loss_stops_with_a_clear_error(tmp_path):
-    proc = train(tmp_path / "run", *TINY, "optim.lr=1e30", "optim.max_grad_norm=null")
-    assert proc.returncode != 0
-    assert "loss is nan" in proc.stderr.lower() or "loss is inf" in proc.stderr.lower(), proc.stderr[-2000:]
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["status"] == "failed" and "loss is" in results["error"]
+# bad input (typos, data errors, NaN loss): tests/test_errors.py
 
 
 def test_old_format_checkpoint_fails_naming_the_file(tmp_path):

@@ -34,6 +34,21 @@ class Kind:
         """Outputs of the BERT head's classifier (None where the head fixes it)."""
         return len(task.labels) or None
 
+    # ---------------------------------------------------------------- start-up row check (no tokenizer)
+    def check_rows(self, task, rows, seq2seq: bool) -> None:
+        """Read the first rows as encoding will (columns, texts, labels), so bad data fails at start-up."""
+        for row in rows[:CHECK_ROWS]:
+            if seq2seq:
+                self.source(task, row)
+                self.reference(task, row)
+                if not self.targets(task, row):
+                    raise TaskDataError(f"task {task.name}: {row['_source']}: no target text")
+            else:
+                self.check_row_bert(task, row)
+
+    def check_row_bert(self, task, row) -> None:
+        """What encode_bert reads from one row (a kind without this override is checked when encoded)."""
+
     # ---------------------------------------------------------------- features
     def features(self, task, rows, tokenizer, seq2seq: bool, target_prefix: str = "", train: bool = False):
         """All rows' features, after encoding the first rows alone (fast failure on bad columns/labels)."""
@@ -53,8 +68,20 @@ class Kind:
     def score(self, task, features: Features, outputs: list, seq2seq: bool) -> dict:
         if seq2seq:
             predictions = [self.from_text(task, t) for t in outputs]
-            return compute_metrics(list(task.metrics), predictions, features.meta)
+            metrics = compute_metrics(list(task.metrics), predictions, features.meta, **self.metric_options(task))
+            flags = [self.unreadable(task, t) for t in outputs]
+            if flags and all(f is not None for f in flags):  # "unreadable": share of answers that are no answer
+                metrics["unreadable"] = sum(flags) / len(flags)
+            return metrics
         return self.score_bert(task, features, outputs)
+
+    def metric_options(self, task) -> dict:
+        """Extra arguments for the metrics that take them (classification: labels=the class indices)."""
+        return {}
+
+    def unreadable(self, task, generated: str) -> bool | None:
+        """Whether a generated answer cannot be read as a prediction; None: any text is an answer."""
+        return None
 
     # ---------------------------------------------------------------- BERT side (per kind)
     def encode_bert(self, task, rows, tokenizer, train: bool) -> Features:
@@ -64,7 +91,7 @@ class Kind:
         raise NotImplementedError
 
     def score_bert(self, task, features, outputs) -> dict:
-        return compute_metrics(list(task.metrics), outputs, features.meta)
+        return compute_metrics(list(task.metrics), outputs, features.meta, **self.metric_options(task))
 
     # ---------------------------------------------------------------- T5 side
     def source(self, task, row) -> str:

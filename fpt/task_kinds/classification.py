@@ -6,23 +6,30 @@ metric can score whole questions.
 """
 from __future__ import annotations
 
+from ..metrics import UNREADABLE
 from ..tasks import Features, encode_pairs, label_index, text, text_fields, verbalize
 from .base import Kind
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def label_from_text(task, generated: str):
-    """Generated text -> class index (-1 when it is no verbalizer), or a number for regression."""
+    """Generated text -> class index (UNREADABLE = -1 when it is no verbalizer: a wrong answer, never a class),
+    or a number for regression (0.0 when it is no number)."""
     generated = generated.strip()
     if task.type == "regression":
-        try:
-            return float(generated)
-        except ValueError:
-            return 0.0
+        number = _number(generated)
+        return 0.0 if number is None else number
     def squeeze(value):  # compare without case and spaces: tokenizers differ in how they decode "not_duplicate"
         return "".join(value.split()).lower()
 
     names = [squeeze(v) for v in task.verbalizers]
-    return names.index(squeeze(generated)) if squeeze(generated) in names else -1
+    return names.index(squeeze(generated)) if squeeze(generated) in names else UNREADABLE
 
 
 class Classification(Kind):
@@ -38,11 +45,25 @@ class Classification(Kind):
             raise ValueError(f"task {task.name}: task.verbalizers {list(task.verbalizers)} must give one target text "
                              f"per label in task.labels {list(task.labels)}")
 
+    def metric_options(self, task):
+        # a fixed label set: macro F1 averages over the task's classes, never over an "unreadable" class
+        return {} if task.type == "regression" else {"labels": range(len(task.labels))}
+
+    def unreadable(self, task, generated):
+        if task.type == "regression":
+            return _number(generated.strip()) is None
+        return label_from_text(task, generated) == UNREADABLE
+
     def reference(self, task, row):
         label = label_index(task, row)
         if task.group_field:
             return {"question_id": text(task, row, task.group_field), "label": label}
         return label
+
+    def check_row_bert(self, task, row):
+        for field in text_fields(task):
+            text(task, row, field)
+        self.reference(task, row)
 
     def encode_bert(self, task, rows, tokenizer, train):
         refs = [self.reference(task, r) for r in rows]

@@ -13,8 +13,19 @@ class FormatError(ValueError):
     """A file is not in the format its task says; the message names the file and line."""
 
 
-def _json_lines(path: Path):
-    with open(path, encoding="utf-8") as f:
+def not_utf8(path: Path) -> str:
+    """Where a file stops being UTF-8: "<path>:<line>: byte 0x.. is not UTF-8 text"."""
+    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return (f"{path}:{n}: byte 0x{line[err.start]:02x} at column {err.start + 1} is not UTF-8 text; "
+                    f"expected a UTF-8 file (convert it, e.g. iconv -f latin1 -t utf-8)")
+    return f"{path}: not UTF-8 text; expected a UTF-8 file"
+
+
+def json_lines(path: Path):
+    with open(path, encoding="utf-8-sig") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -126,7 +137,7 @@ def read_srl(path: Path, task) -> list[dict]:
 def read_multirc_jsonl(path: Path, task) -> list[dict]:
     """SuperGLUE MultiRC (one passage a line, nested questions/answers) -> one row per answer option."""
     rows = []
-    for n, obj in _json_lines(path):
+    for n, obj in json_lines(path):
         where = f"{path}:{n}"
         passage = _get(obj, "passage", where)
         text = _get(passage, "text", where)
@@ -141,7 +152,7 @@ def read_multirc_jsonl(path: Path, task) -> list[dict]:
 def read_record_jsonl(path: Path, task) -> list[dict]:
     """SuperGLUE ReCoRD (one passage a line; entities as inclusive character spans) -> one row per query."""
     rows = []
-    for n, obj in _json_lines(path):
+    for n, obj in json_lines(path):
         where = f"{path}:{n}"
         passage = _get(obj, "passage", where)
         text = _get(passage, "text", where)

@@ -6,7 +6,7 @@ the verbalizer of the right choice).
 """
 from __future__ import annotations
 
-from ..tasks import Features, TaskDataError, column, encode_pairs, label_index, text_fields
+from ..tasks import Features, TaskDataError, column, encode_pairs, label_index, text, text_fields
 from .classification import Classification
 
 
@@ -17,6 +17,16 @@ class MultipleChoice(Classification):
         super().check_config(task, seq2seq)
         if not seq2seq and len(task.choice_fields) < 2:
             raise ValueError(f"task {task.name}: task.choice_fields must name the columns of at least two choices")
+
+    def check_row_bert(self, task, row):
+        for name in task.choice_fields:
+            choice = {**row, "choice": column(task, row, name, "choice_fields")}
+            for field in text_fields(task):
+                text(task, choice, field)
+        label = label_index(task, row)
+        if not 0 <= label < len(task.choice_fields):
+            raise TaskDataError(f"task {task.name}: {row['_source']}: label {label} is not a choice index "
+                                f"below {len(task.choice_fields)}")
 
     def encode_bert(self, task, rows, tokenizer, train):
         fields, n = text_fields(task), len(task.choice_fields)

@@ -40,6 +40,9 @@ class Record(Kind):
                 "entities_text": ", ".join(entities)}
 
     # ---------------------------------------------------------------- BERT: score each candidate
+    def check_row_bert(self, task, row):
+        self._row(task, row)
+
     def encode_bert(self, task, rows, tokenizer, train):
         pairs, items_meta, labels, examples = [], [], [], []
         for i, row in enumerate(rows):

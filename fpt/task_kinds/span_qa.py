@@ -34,6 +34,11 @@ class SpanQA(Kind):
         return texts, starts
 
     # ---------------------------------------------------------------- BERT: span head
+    def check_row_bert(self, task, row):
+        for field in text_fields(task):
+            text(task, row, field)
+        self.answers(task, row)
+
     def encode_bert(self, task, rows, tokenizer, train):
         fields = text_fields(task)
         if len(fields) != 2:

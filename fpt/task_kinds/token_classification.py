@@ -11,8 +11,6 @@ sentence's words, in order, to give tags for the same seqeval score.
 """
 from __future__ import annotations
 
-from transformers import AutoTokenizer
-
 from ..metrics import compute_metrics, iob1_to_iob2
 from ..tasks import Features, TaskDataError, column, text
 from .base import Kind
@@ -35,6 +33,7 @@ def pretokenized(tokenizer):
         tokenizer([["probe"]], is_split_into_words=True)
         return tokenizer
     except Exception:
+        from transformers import AutoTokenizer
         key = tokenizer.name_or_path
         if key not in _PRETOKENIZED:
             _PRETOKENIZED[key] = AutoTokenizer.from_pretrained(key, add_prefix_space=True)
@@ -108,6 +107,14 @@ class TokenClassification(Kind):
             raise TaskDataError(f"task {task.name}: {row['_source']}: tag(s) {unknown} are not among the task's "
                                 f"tags {labels} (task.tag_types / task.labels)")
         return list(words), list(tags)
+
+    def check_row_bert(self, task, row):
+        words, _ = self.words_and_tags(task, row)
+        if task.predicate_field:
+            index = column(task, row, task.predicate_field, "predicate_field")
+            if not str(index).isdigit() or int(index) >= len(words):
+                raise TaskDataError(f"task {task.name}: {row['_source']}: predicate index {index!r} "
+                                    f"(task.predicate_field) is not a word index below {len(words)}")
 
     def encode_bert(self, task, rows, tokenizer, train):
         tokenizer = pretokenized(tokenizer)
