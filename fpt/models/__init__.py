@@ -103,6 +103,8 @@ def check_prefix_reaches(backbone, family: Family, model_cfg) -> None:
     except (AttributeError, IndexError, TypeError) as err:
         raise ValueError(f"{what}: the family does not find this model's attention layers ({err}). "
                          f"{supported}") from err
+    for _, module in sites:
+        module.fpt_eager = family.eager_attention  # as PromptedModel sets it: the kernel "fpt_eager" wraps
     device = backbone.get_input_embeddings().weight.device
     ids = torch.tensor([[1, 2]], device=device)
     was_training = backbone.training
