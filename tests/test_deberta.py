@@ -129,3 +129,12 @@ def test_a_deberta_deep_prompt_learns(tmp_path):
     trainer = Trainer(cfg, tmp_path)
     losses = [trainer.train_step(step) for step in range(30)]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05, losses
+
+
+@pytest.mark.parametrize("attn", ATTN)
+def test_zero_length_shallow_prompt_equals_the_untouched_deberta(attn):
+    cfg_extra = ["prompt.length=0"]
+    prompted, plain, tok = _models(attn, "v3", "shallow", *cfg_extra)
+    batch = _batch(tok)
+    with torch.no_grad():
+        torch.testing.assert_close(prompted.encode(batch), _hf(plain, batch), atol=1e-5, rtol=0)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from omegaconf import OmegaConf
 from conftest import SHARED_DATA, compose
 
 from fpt import CONF_DIR
@@ -133,6 +134,15 @@ def test_protocol_alone_applies_to_any_task_and_model():
     cfg = compose("experiment=ptv2/protocol", "task=rte", "model=tiny-bert")
     assert cfg.prompt.type == "deep" and cfg.trainer.eval_strategy == "epoch" and cfg.trainer.max_steps is None
     assert cfg.released is None
+
+
+def test_minilm_cpu_recipe_is_the_conll03_recipe_scaled():
+    recipe, cpu = compose("experiment=ptv2/conll03_roberta_large"), compose("experiment=ptv2/conll03_minilm_cpu")
+    for key in ["seed", "prompt", "optim", "task.name", "task.max_length", "task.test_splits", "trainer.batch_size",
+                "trainer.eval_strategy", "model.dropout", "model.attention_dropout"]:
+        assert OmegaConf.select(cpu, key) == OmegaConf.select(recipe, key), key
+    assert cpu.model.name == "minilm" and cpu.task.max_train_samples == 1000 and cpu.trainer.epochs == 5
+    assert cpu.optim.schedule == "exponential" and cpu.released.metrics == recipe.released.metrics
 
 
 # --------------------------------------------------------------------------- the protocol in the trainer
