@@ -99,6 +99,13 @@ def test_sdpa_and_eager_agree_with_a_visible_prefix():
         torch.testing.assert_close(sdpa.encode(batch)[real], eager.encode(batch)[real], atol=1e-5, rtol=0)
 
 
+def test_deberta_under_the_bert_family_with_sdpa_fails_naming_what_is_supported():
+    cfg = compose("model=tiny-deberta", "model.family=bert", "prompt=deep", "model.attn_implementation=sdpa")
+    with pytest.raises(ValueError, match=r"(?s)tiny-deberta.*model.family=bert.*does not support.*"
+                                         r"deberta \(DeBERTa-v2, DeBERTa-v3\)"):
+        build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+
+
 @pytest.mark.parametrize("attn", ["eager"])
 def test_a_prefix_that_never_enters_attention_fails_at_start_up(attn):
     """The old silent case: DeBERTa under the BERT family built fine and its deep prompt changed nothing."""

@@ -63,7 +63,14 @@ def load_backbone(model_cfg, deep_prompt: bool):
         attn = family.hf_attn_implementation
     else:
         attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else model_cfg.attn_implementation
-    backbone = _load(model_cfg, family, attn)
+    try:
+        backbone = _load(model_cfg, family, attn)
+    except ValueError as err:  # e.g. "DebertaV2Model does not support an attention implementation through sdpa"
+        if "attention implementation" not in str(err):
+            raise
+        raise ValueError(f"model {model_cfg.name} ({model_cfg.name_or_path}) with model.family={family.name}, "
+                         f"model.attn_implementation={model_cfg.attn_implementation}: {err}\nDeep prompts are "
+                         f"supported for model.family = {SUPPORTED}; attn_implementation sdpa or eager.") from err
     family.prepare(backbone, model_cfg.attn_implementation)
     if deep_prompt:
         check_prefix_reaches(backbone, family, model_cfg)

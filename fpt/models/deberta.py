@@ -67,7 +67,7 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
                 dropout_p=self.dropout.p if self.training else 0.0, scale=1.0 / scale)
             probs = None
         else:
-            scores = torch.bmm(query, key.transpose(-1, -2) / torch.tensor(scale, dtype=query.dtype))
+            scores = torch.bmm(query, key.transpose(-1, -2) / scale)
             if bias is not None:
                 scores = scores + bias
             scores = scores.view(batch, heads, q_len, -1).masked_fill(~mask, torch.finfo(query.dtype).min)
