@@ -136,6 +136,14 @@ def test_protocol_alone_applies_to_any_task_and_model():
     assert cfg.released is None
 
 
+def test_released_dropout_reaches_the_backbone_hidden_layers_only():
+    """--hidden_dropout_prob 0.2 (SQuAD): hidden dropout 0.2 in the built model, attention dropout left at 0.1."""
+    from fpt.models import load_backbone
+    cfg = compose("experiment=ptv2/squad_roberta_large", "model=tiny-bert")
+    config = load_backbone(cfg.model, deep_prompt=True).config
+    assert config.hidden_dropout_prob == 0.2 and config.attention_probs_dropout_prob == 0.1
+
+
 def test_minilm_cpu_recipe_is_the_conll03_recipe_scaled():
     recipe, cpu = compose("experiment=ptv2/conll03_roberta_large"), compose("experiment=ptv2/conll03_minilm_cpu")
     for key in ["seed", "prompt", "optim", "task.name", "task.max_length", "task.test_splits", "trainer.batch_size",

@@ -43,15 +43,16 @@ def load_tokenizer(model_cfg):
 
 
 def _dropout_overrides(model_cfg, family: Family) -> dict:
-    if model_cfg.dropout is None:
-        return {}
-    p = model_cfg.dropout
+    """Config overrides for model.dropout (every dropout) and model.attention_dropout (attention probabilities)."""
+    p, attention = model_cfg.dropout, model_cfg.attention_dropout
     if family.name == "t5":
-        if model_cfg.attention_dropout is not None:
+        if attention is not None:
             raise ValueError("model.attention_dropout: T5 has one dropout rate (model.dropout); leave it null")
-        return {"dropout_rate": p}
-    attention = p if model_cfg.attention_dropout is None else model_cfg.attention_dropout
-    return {"hidden_dropout_prob": p, "attention_probs_dropout_prob": attention}
+        return {} if p is None else {"dropout_rate": p}
+    out = {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
+    if attention is not None:
+        out["attention_probs_dropout_prob"] = attention
+    return out
 
 
 def load_backbone(model_cfg, deep_prompt: bool):
