@@ -112,7 +112,7 @@ class EpochDecay:
         self.gamma, self.batch_size, self.num_examples, self.warmup = gamma, batch_size, num_examples, warmup
 
     def __call__(self, step: int) -> float:
-        warm = (step + 1) / self.warmup if step < self.warmup else 1.0
+        warm = step / self.warmup if step < self.warmup else 1.0  # as transformers' linear warm-up
         return warm * self.gamma ** (step * self.batch_size // self.num_examples)
 
 
