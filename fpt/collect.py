@@ -138,8 +138,8 @@ def group_keys(jobs: list[Job]) -> tuple[list[str], list[str]]:
                                                                 for j in jobs}) > 1]
     shown = []
     for key in differing:
-        if key in IDENTITY.values():
-            continue
+        if key in IDENTITY.values() or key.startswith("released."):
+            continue  # (released.*: the published number, shown in released_table, not a setting)
         group = key.split(".")[0]
         ident = IDENTITY.get(group)
         if ident in differing and _determined_by(jobs, key, ident):
@@ -262,6 +262,30 @@ def best_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[lis
     body = [[str(r.values[c]) for c in IDENTITY] + [" ".join(f"{c}={r.values[c]}" for c in extra) or "-",
                                                      str(len(r.done)), r.metric, _pm(*r.stat("best"))]
             for r in best_rows(rows)]
+    return header, body
+
+
+def released_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Configurations that record a published result (`released:`, e.g. experiment=ptv2/...): ours next to it.
+
+    Ours is the mean ± std over seeds of the best-dev-step value of each released metric, x100 as papers print.
+    """
+    extra = [c for c in columns if c not in IDENTITY]
+    header = ["task", "model", "configuration", "metric", "n", "ours", "released", "ours - released",
+              "best epoch: ours / released", "source"]
+    body = []
+    for r in rows:
+        config = r.jobs[0].config
+        prefix = "released.metrics."
+        for key in [k for k in config if k.startswith(prefix)]:
+            metric, value = key[len(prefix):], float(config[key])
+            mean, std = r.stat("best", metric)
+            ours = "" if math.isnan(mean) else f"{100 * mean:.1f}" + ("" if math.isnan(std) else f" ± {100 * std:.1f}")
+            body.append([str(r.values["task"]), str(r.values["model"]),
+                         " ".join(f"{c}={r.values[c]}" for c in extra) or "-", metric, str(len(r.done)), ours,
+                         f"{value:.1f}", "" if math.isnan(mean) else f"{100 * mean - value:+.1f}",
+                         f"{_num(r.mean_of('best_epoch'), '.0f') or '?'} / {config.get('released.best_epoch') or '?'}",
+                         str(config.get("released.source", ""))])
     return header, body
 
 
@@ -390,6 +414,9 @@ def collect(roots: list[Path], out: Path | None = None, with_plot: bool = False)
              markdown(*summary_table(rows, columns)),
              "## Best configuration per (task, model, prompt, schedule)",
              markdown(*best_table(rows, columns))]
+    released = released_table(rows, columns)
+    if released[1]:
+        parts += ["## Ours vs released (x100)", markdown(*released)]
     problems = problems_table(jobs, roots)
     parts += ["## Failed or unfinished jobs", markdown(*problems) if problems[1] else "none"]
     text = "\n\n".join(parts) + "\n"

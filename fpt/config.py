@@ -24,6 +24,7 @@ class ModelConfig:
     pooling: str = "pooler"             # BERT heads: "pooler" (as P-tuning v2), "cls" or "mean"
     head_dropout: float = 0.1
     dropout: Optional[float] = None     # override the backbone's dropout probabilities (FPT: 0)
+    attention_dropout: Optional[float] = None  # attention-probability dropout when it differs (default: dropout)
     max_new_tokens: int = 10            # greedy decoding length for text-to-text tasks
     device_map: Optional[str] = None    # e.g. "auto" to shard a big model over several GPUs
 
@@ -123,7 +124,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    schedule: str = "linear"            # linear | constant
+    schedule: str = "linear"            # linear | constant | exponential (decay_per_epoch, once per epoch)
+    decay_per_epoch: float = 0.95       # exponential: lr x this after every epoch (P-tuning v2's NER/SRL/QA)
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
     max_grad_norm: Optional[float] = 1.0
@@ -138,6 +140,7 @@ class TrainerConfig:
     epochs: Optional[float] = None
     batch_size: int = 32                # global batch (split over DDP ranks and accumulation)
     grad_accum: int = 1
+    eval_strategy: str = "steps"        # steps: every eval_every steps | epoch: after every pass over the data
     eval_every: int = 100
     eval_batch_size: int = 64
     save_every: Optional[int] = None    # checkpoint every N steps (default: eval_every)
@@ -152,6 +155,15 @@ class TrainerConfig:
 
 
 @dataclass
+class ReleasedConfig:
+    """A published result this config reproduces; `python -m fpt.collect` prints ours next to it."""
+    source: str = MISSING               # where the number comes from, e.g. "P-tuning v2 run_script/run_rte_roberta.sh"
+    metrics: dict[str, float] = MISSING  # our metric key (as in results.json "best") -> the published value, in %
+    best_epoch: Optional[int] = None    # the epoch the published number was reached at
+    total_epochs: Optional[int] = None
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     task: TaskConfig = MISSING
@@ -162,6 +174,7 @@ class Config:
     seed: int = 42
     output_root: str = "outputs"
     run_dir: Optional[str] = None       # set at start-up to Hydra's output folder
+    released: Optional[ReleasedConfig] = None  # the published number an experiment config reproduces
 
 
 def register_configs() -> None:

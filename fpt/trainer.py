@@ -105,13 +105,41 @@ def build_optimizer(params, cfg):
     raise ValueError(f"optim.name={cfg.name!r}: expected adamw or adafactor")
 
 
-def build_lr_schedule(optimizer, cfg, total_steps: int):
+class EpochDecay:
+    """LR factor of step k (0-based): linear warm-up, then x gamma once per finished epoch.
+
+    Step k belongs to the epoch of its first example, k * batch_size // num_examples (the batch stream is
+    endless, see BatchStream), so the whole of epoch e trains at lr * gamma**e, as P-tuning v2's
+    ExponentialTrainer (ExponentialLR(0.95) stepped at the end of every epoch).
+    """
+
+    def __init__(self, gamma: float, batch_size: int, num_examples: int, warmup: int = 0):
+        if not 0 < gamma <= 1:
+            raise ValueError(f"optim.decay_per_epoch={gamma}: expected a factor in (0, 1]")
+        self.gamma, self.batch_size, self.num_examples, self.warmup = gamma, batch_size, num_examples, warmup
+
+    def __call__(self, step: int) -> float:
+        warm = step / self.warmup if step < self.warmup else 1.0  # as transformers' linear warm-up
+        return warm * self.gamma ** (step * self.batch_size // self.num_examples)
+
+
+def build_lr_schedule(optimizer, cfg, total_steps: int, batch_size: int | None = None,
+                      num_examples: int | None = None):
+    """The LR schedule of optim.schedule; `exponential` needs the epoch (batch_size, num_examples)."""
     warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total_steps)
     if cfg.schedule == "linear":
         return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     if cfg.schedule == "constant":
         return get_constant_schedule_with_warmup(optimizer, warmup)
-    raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear or constant")
+    if cfg.schedule == "exponential":
+        if not (batch_size and num_examples):
+            raise ValueError("optim.schedule=exponential decays once per epoch: give batch_size and num_examples")
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(cfg.decay_per_epoch, batch_size,
+                                                                       num_examples, warmup))
+    raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear, constant or exponential")
+
+
+EVAL_STRATEGIES = ("steps", "epoch")
 
 
 def _fault(point: str, step: int) -> None:
@@ -158,6 +186,8 @@ class Trainer:
             raise ValueError(f"trainer.batch_size={self.tcfg.batch_size} must be divisible by world size {world} "
                              f"x trainer.grad_accum {accum}")
         self.micro_batch = self.tcfg.batch_size // (world * accum)
+        if self.tcfg.eval_strategy not in EVAL_STRATEGIES:
+            raise ValueError(f"trainer.eval_strategy={self.tcfg.eval_strategy!r}: expected one of {EVAL_STRATEGIES}")
         self.total_steps = self._total_steps()
         from .growth import Growth  # before the optimizer: a schedule may add prompt tensors (gates)
         self.growth = Growth.from_config(cfg, self.model, self.total_steps, self.train_set, self.eval_set,
@@ -166,7 +196,8 @@ class Trainer:
         # state until they join, so a joining site starts fresh)
         self.trainable = [p for _, p in self.model.trainable_parameters()]
         self.optimizer = build_optimizer(self.trainable, cfg.optim)
-        self.lr_schedule = build_lr_schedule(self.optimizer, cfg.optim, self.total_steps)
+        self.lr_schedule = build_lr_schedule(self.optimizer, cfg.optim, self.total_steps, self.tcfg.batch_size,
+                                             len(self.train_set))
         if self.growth.stage_warmup_steps:  # schedule.stage_warmup_steps: an LR factor after each stage change
             self.lr_schedule.lr_lambdas = [lambda s, f=f: f(s) * self.growth.lr_factor(s)
                                            for f in self.lr_schedule.lr_lambdas]
@@ -194,6 +225,24 @@ class Trainer:
         if self.tcfg.epochs:
             return math.ceil(self.tcfg.epochs * len(self.train_set) / self.tcfg.batch_size)
         raise ValueError("set trainer.max_steps or trainer.epochs")
+
+    def epochs_done(self, step: int) -> int:
+        """Passes over the training set completed after `step` optimizer steps."""
+        return step * self.tcfg.batch_size // len(self.train_set)
+
+    def is_eval_step(self, step: int) -> bool:
+        """trainer.eval_strategy: every eval_every steps, or at the step that finishes an epoch; always the last."""
+        if step == self.total_steps:
+            return True
+        if self.tcfg.eval_strategy == "epoch":
+            return self.epochs_done(step) > self.epochs_done(step - 1)
+        return step % self.tcfg.eval_every == 0
+
+    def is_save_step(self, step: int) -> bool:
+        """trainer.save_every steps, or at every evaluation when it is not given."""
+        if self.tcfg.save_every:
+            return step % self.tcfg.save_every == 0 or step == self.total_steps
+        return self.is_eval_step(step)
 
     # ---------------------------------------------------------------- checkpoints
     @property
@@ -310,7 +359,6 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
         self.model.train()
-        save_every = self.tcfg.save_every or self.tcfg.eval_every
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.task.name} {self.cfg.prompt.type}",
                    disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True)
         final = None
@@ -327,10 +375,10 @@ class Trainer:
                 self.log({"step": self.step, "loss": loss, "lr": self.lr_schedule.get_last_lr()[0],
                           "train_flops": self.train_flops, "train_seconds": self.train_seconds,
                           "stage": self.growth.stage_index})
-            if self.step % self.tcfg.eval_every == 0 or self.step == self.total_steps:
+            if self.is_eval_step(self.step):
                 final = self.evaluate()
-                self.log({"step": self.step, "eval": final, "train_flops": self.train_flops,
-                          "train_seconds": self.train_seconds})
+                self.log({"step": self.step, "epoch": self.step * self.tcfg.batch_size / len(self.train_set),
+                          "eval": final, "train_flops": self.train_flops, "train_seconds": self.train_seconds})
                 score = final[self.task.metric]
                 # a growth schedule's partial models do not compete: the prompt must work on the final model
                 if self.growth.final_stage and (self.best["metrics"] is None
@@ -342,7 +390,7 @@ class Trainer:
                 if self.is_main:  # one line per evaluation, not one per DDP rank
                     bar.write(f"step {self.step}: {self.task.metric}={score:.4f} (best {best:.4f} "
                               f"at step {self.best['step']})")
-            if self.step % save_every == 0 or self.step == self.total_steps:
+            if self.is_save_step(self.step):
                 self.save()
             _fault("after_step", self.step)
         bar.close()
@@ -358,7 +406,9 @@ class Trainer:
         cfg = self.cfg
         out = {"task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type,
                "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": self.step, "total_steps": self.total_steps,
-               "best_step": self.best["step"], "metric": cfg.task.metric, "best": self.best["metrics"] or {},
+               "best_step": self.best["step"],
+               "best_epoch": self.epochs_done(self.best["step"]) if self.best["step"] is not None else None,
+               "metric": cfg.task.metric, "best": self.best["metrics"] or {},
                "final": final or {}, "trainable_params": sum(p.numel() for p in self.trainable),
                "train_seconds": self.train_seconds, "train_flops": self.train_flops, "status": status,
                "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,

@@ -150,8 +150,8 @@ def test_ptv2_grid_is_the_papers_search_space():
     cfg = hydra_compose("hparams_search=ptv2_grid", "task=rte", "model=roberta-large")
     params = cfg.hydra.sweeper.params
     assert params["optim.lr"] == "5e-3,7e-3,1e-2" and params["prompt.length"] == "4,8,16,32,64,128"
-    assert params["trainer.epochs"] == "20,40,60,80,100,120" and str(params["seed"]) == "42"
-    assert cfg.trainer.batch_size == 16 and cfg.trainer.max_steps is None
+    assert params["trainer.epochs"] == "20,40,60,80,100,120" and str(params["seed"]) == "11"
+    assert cfg.trainer.batch_size == 16 and cfg.trainer.max_steps is None and cfg.trainer.eval_strategy == "epoch"
     assert cfg.prompt.dropout == 0.1 and cfg.model.dropout == 0.1
 
 

@@ -5,15 +5,21 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from ..prompts import PREFIX_ATTENTION
+import torch
+
+from ..prompts import PREFIX_ATTENTION, captured_keys_values
 from .bert import BertFamily
+from .deberta import DebertaFamily
 from .family import FFN, Family
 from .t5 import T5Family
 from .wrappers import PromptedEncoder, PromptedSeq2Seq
 
-FAMILIES: dict[str, Family] = {"bert": BertFamily(), "t5": T5Family()}
+FAMILIES: dict[str, Family] = {"bert": BertFamily(), "t5": T5Family(), "deberta": DebertaFamily()}
+# what a deep prompt reaches: model.family -> models, each with model.attn_implementation sdpa or eager
+SUPPORTED = "bert (BERT, RoBERTa, MiniLM), t5 (T5, T5 v1.1 / LM-adapt), deberta (DeBERTa-v2, DeBERTa-v3)"
 
-__all__ = ["FAMILIES", "FFN", "Family", "build_model", "load_backbone", "load_tokenizer", "resolve_path"]
+__all__ = ["FAMILIES", "FFN", "Family", "build_model", "check_prefix_reaches", "load_backbone", "load_tokenizer",
+           "resolve_path"]
 
 
 def resolve_path(name: str) -> str:
@@ -37,12 +43,16 @@ def load_tokenizer(model_cfg):
 
 
 def _dropout_overrides(model_cfg, family: Family) -> dict:
-    if model_cfg.dropout is None:
-        return {}
-    p = model_cfg.dropout
+    """Config overrides for model.dropout (every dropout) and model.attention_dropout (attention probabilities)."""
+    p, attention = model_cfg.dropout, model_cfg.attention_dropout
     if family.name == "t5":
-        return {"dropout_rate": p}
-    return {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
+        if attention is not None:
+            raise ValueError("model.attention_dropout: T5 has one dropout rate (model.dropout); leave it null")
+        return {} if p is None else {"dropout_rate": p}
+    out = {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
+    if attention is not None:
+        out["attention_probs_dropout_prob"] = attention
+    return out
 
 
 def load_backbone(model_cfg, deep_prompt: bool):
@@ -50,7 +60,25 @@ def load_backbone(model_cfg, deep_prompt: bool):
     family = get_family(model_cfg)
     if model_cfg.attn_implementation not in PREFIX_ATTENTION:
         raise ValueError(f"model.attn_implementation={model_cfg.attn_implementation!r}: expected sdpa or eager")
-    attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else model_cfg.attn_implementation
+    if family.hf_attn_implementation:  # the family runs its own attention and injects the prefix itself
+        attn = family.hf_attn_implementation
+    else:
+        attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else model_cfg.attn_implementation
+    try:
+        backbone = _load(model_cfg, family, attn)
+    except ValueError as err:  # e.g. "DebertaV2Model does not support an attention implementation through sdpa"
+        if "attention implementation" not in str(err):
+            raise
+        raise ValueError(f"model {model_cfg.name} ({model_cfg.name_or_path}) with model.family={family.name}, "
+                         f"model.attn_implementation={model_cfg.attn_implementation}: {err}\nDeep prompts are "
+                         f"supported for model.family = {SUPPORTED}; attn_implementation sdpa or eager.") from err
+    family.prepare(backbone, model_cfg.attn_implementation)
+    if deep_prompt:
+        check_prefix_reaches(backbone, family, model_cfg)
+    return backbone
+
+
+def _load(model_cfg, family: Family, attn: str):
     model_cls = AutoModelForSeq2SeqLM if family.seq2seq else AutoModel
     extra = _dropout_overrides(model_cfg, family)
     if model_cfg.from_config:
@@ -66,6 +94,39 @@ def load_backbone(model_cfg, deep_prompt: bool):
     except OSError as err:
         hint = "" if Path(path).exists() else " (not a local folder; is the hub reachable?)"
         raise ValueError(f"model.name_or_path={model_cfg.name_or_path!r}: cannot load{hint}: {err}") from err
+
+
+def check_prefix_reaches(backbone, family: Family, model_cfg) -> None:
+    """Fail at start-up unless every attention site of a deep prompt really runs fpt's prefix attention.
+
+    One two-token forward records which sites computed keys through fpt's kernel (`fpt_capture`): a site
+    that never does would train a prefix that changes nothing, a silent wrong result.
+    """
+    what = (f"model {model_cfg.name} ({model_cfg.name_or_path}, model_type "
+            f"{getattr(backbone.config, 'model_type', '?')!r}) with model.family={family.name} and "
+            f"model.attn_implementation={model_cfg.attn_implementation}")
+    supported = f"Deep prompts are supported for model.family = {SUPPORTED}; attn_implementation sdpa or eager."
+    try:
+        sites = family.attention_sites(backbone)
+    except (AttributeError, IndexError, TypeError) as err:
+        raise ValueError(f"{what}: the family does not find this model's attention layers ({err}). "
+                         f"{supported}") from err
+    for _, module in sites:
+        module.fpt_eager = family.eager_attention  # as PromptedModel sets it: the kernel "fpt_eager" wraps
+    device = backbone.get_input_embeddings().weight.device
+    ids = torch.tensor([[1, 2]], device=device)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad(), captured_keys_values([module for _, module in sites]) as calls:
+            backbone(input_ids=ids, **({"decoder_input_ids": ids} if family.seq2seq else {}))
+    finally:
+        backbone.train(was_training)
+    missed = [name for (name, _), seen in zip(sites, calls) if not seen]
+    if missed or not sites:
+        raise ValueError(f"{what}: the deep prompt would never enter the attention of {len(missed)} of "
+                         f"{len(sites)} sites ({', '.join(missed[:4])}{' ...' if len(missed) > 4 else ''}): "
+                         f"they do not run fpt's prefix attention, so the prefix would change nothing. {supported}")
 
 
 def build_model(cfg, tokenizer, num_labels: int | None = None):

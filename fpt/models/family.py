@@ -43,6 +43,10 @@ class Family:
     name: str = ""
     seq2seq: bool = False
     eager_attention: Callable | None = None  # the family's own eager kernel (handles e.g. T5's bias)
+    hf_attn_implementation: str | None = None  # set: load with this, the family injects prompts itself (DeBERTa)
+
+    def prepare(self, backbone, attn_implementation: str) -> None:
+        """Make a freshly loaded backbone ready for prompts (DeBERTa: its own prefix attention)."""
 
     def attention_sites(self, backbone) -> list[tuple[str, nn.Module]]:
         """(site name, attention module) pairs that get a deep-prompt prefix, in a fixed order."""

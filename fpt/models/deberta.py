@@ -1,0 +1,134 @@
+"""DeBERTa-v2 / v3 encoders: where attention, layers and FFNs live, and how the deep prompt gets in.
+
+DeBERTa's disentangled attention (transformers' DisentangledSelfAttention) does not go through the
+AttentionInterface that fpt's prefix kernel hooks (fpt/prompts.py), so `prepare()` turns every attention
+module into a PrefixDisentangledSelfAttention: the same weights and maths, plus the deep-prompt
+convention of the other families. When a module carries `fpt_prefix = (prefix_k, prefix_v, visible, gate)`
+([heads, P, head_dim] each; `visible` a [P] bool mask or None):
+
+  - keys and values get the P prefix rows in front, after DeBERTa's own projections;
+  - the content->position and position->content terms are computed for the real tokens only, and the
+    prefix columns get no relative-position bias (zero), as T5's relative bias in fpt/prompts.py:
+    a prefix has no position;
+  - the attention mask gets P columns, visible unless `visible` says otherwise.
+
+`fpt_capture` (a list) records the keys and values computed before any prefix, as the kernel does.
+The maths run either as DeBERTa's own eager code (model.attn_implementation=eager) or through
+torch's scaled_dot_product_attention with the relative bias as an additive mask (sdpa).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
+
+from .family import FFN, Family
+
+KERNELS = ("sdpa", "eager")
+
+
+class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
+    """DisentangledSelfAttention that attends to a deep-prompt prefix (set on the module) when there is one."""
+
+    fpt_kernel: str = "eager"
+    fpt_prefix = None
+    fpt_capture = None
+
+    def forward(self, hidden_states, attention_mask, output_attentions=False, query_states=None,
+                relative_pos=None, rel_embeddings=None):
+        heads = self.num_attention_heads
+        batch = hidden_states.shape[0]
+        queries_from = hidden_states if query_states is None else query_states
+        query = self.transpose_for_scores(self.query_proj(queries_from), heads)    # [B*H, Lq, D]
+        key = self.transpose_for_scores(self.key_proj(hidden_states), heads)        # [B*H, Lk, D]
+        value = self.transpose_for_scores(self.value_proj(hidden_states), heads)
+        head_dim, q_len = query.shape[-1], query.shape[1]
+        if self.fpt_capture is not None:
+            self.fpt_capture.append((key.detach().view(batch, heads, -1, head_dim),
+                                     value.detach().view(batch, heads, -1, head_dim)))
+
+        scale_factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+        scale = (head_dim * scale_factor) ** 0.5
+        bias = None  # relative-position scores of the real keys: [B*H, Lq, Lk]
+        if self.relative_attention:
+            bias = self.disentangled_attention_bias(query, key, relative_pos, self.pos_dropout(rel_embeddings),
+                                                    scale_factor)
+        mask = attention_mask.bool()  # [B, 1, Lq, Lk], True = may attend
+        if self.fpt_prefix is not None:
+            key, value, bias, mask = self._with_prefix(key, value, bias, mask, batch, q_len)
+
+        if self.fpt_kernel == "sdpa":
+            additive = torch.zeros(mask.shape, dtype=query.dtype, device=query.device) if bias is None else \
+                bias.view(batch, heads, q_len, -1).to(query.dtype)
+            additive = additive.masked_fill(~mask, torch.finfo(query.dtype).min)
+            context = nn.functional.scaled_dot_product_attention(
+                query.view(batch, heads, q_len, head_dim), key.view(batch, heads, -1, head_dim),
+                value.view(batch, heads, -1, head_dim), attn_mask=additive,
+                dropout_p=self.dropout.p if self.training else 0.0, scale=1.0 / scale)
+            probs = None
+        else:
+            scores = torch.bmm(query, key.transpose(-1, -2) / scale)
+            if bias is not None:
+                scores = scores + bias
+            scores = scores.view(batch, heads, q_len, -1).masked_fill(~mask, torch.finfo(query.dtype).min)
+            probs = nn.functional.softmax(scores, dim=-1)
+            context = torch.bmm(self.dropout(probs).view(batch * heads, q_len, -1), value)
+            context = context.view(batch, heads, q_len, head_dim)
+        context = context.permute(0, 2, 1, 3).reshape(batch, q_len, heads * head_dim)
+        return context, (probs if output_attentions else None)
+
+    def _with_prefix(self, key, value, bias, mask, batch: int, q_len: int):
+        prefix_k, prefix_v, visible, gate = self.fpt_prefix
+        if gate is not None:
+            raise ValueError("schedule.new_layer_prefix=gate is not implemented for DeBERTa's attention: "
+                             "use schedule.new_layer_prefix=init or copy")
+        heads, length, head_dim = prefix_k.shape
+
+        def flat(prefix):  # [H, P, D] -> [B*H, P, D], heads inner as transpose_for_scores lays them out
+            return prefix.to(key.device, key.dtype).unsqueeze(0).expand(batch, -1, -1, -1).reshape(-1, length,
+                                                                                                    head_dim)
+        key = torch.cat([flat(prefix_k), key], dim=1)
+        value = torch.cat([flat(prefix_v), value], dim=1)
+        if bias is not None:  # a prefix has no position: zero bias for its columns
+            bias = torch.cat([bias.new_zeros(bias.shape[0], q_len, length), bias], dim=-1)
+        keep = torch.ones(batch, 1, q_len, length, dtype=torch.bool, device=mask.device)
+        if visible is not None:
+            keep = keep & visible.to(mask.device).view(1, 1, 1, length)
+        mask = torch.cat([keep, mask.expand(batch, 1, q_len, mask.shape[-1])], dim=-1)
+        return key, value, bias, mask
+
+
+class DebertaFamily(Family):
+    name = "deberta"
+    seq2seq = False
+    hf_attn_implementation = "eager"  # DeBERTa's only one in transformers; ours are chosen by fpt_kernel
+
+    def prepare(self, backbone, attn_implementation: str) -> None:
+        if attn_implementation not in KERNELS:
+            raise ValueError(f"model.attn_implementation={attn_implementation!r}: DeBERTa takes one of {KERNELS}")
+        for name, module in self.attention_sites(backbone):
+            if not isinstance(module, DisentangledSelfAttention):
+                raise ValueError(f"family deberta expects DeBERTa-v2/v3 attention (DisentangledSelfAttention of "
+                                 f"transformers' deberta_v2) at {name}, found {type(module).__name__} "
+                                 f"(model_type {backbone.config.model_type!r})")
+            module.__class__ = PrefixDisentangledSelfAttention
+            module.fpt_kernel = attn_implementation
+
+    def attention_sites(self, backbone):
+        return [(f"encoder.{i}.self", layer.attention.self) for i, layer in enumerate(backbone.encoder.layer)]
+
+    def layer_stacks(self, backbone):
+        return {"encoder": backbone.encoder.layer}
+
+    def set_layer_stack(self, backbone, stack, layers):
+        backbone.encoder.layer = layers
+
+    def ffn(self, layer):
+        return FFN(owner=layer.intermediate, in_names=["dense"], out_owner=layer.output, out_name="dense",
+                   act=layer.intermediate.intermediate_act_fn)
+
+    def dims(self, config):
+        head_dim = getattr(config, "attention_head_size", None) or config.hidden_size // config.num_attention_heads
+        return dict(hidden=config.hidden_size, heads=config.num_attention_heads, head_dim=head_dim,
+                    ffn=config.intermediate_size, layers={"encoder": config.num_hidden_layers},
+                    vocab=config.vocab_size)
