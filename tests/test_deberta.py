@@ -72,7 +72,7 @@ def test_every_layers_prefix_gets_gradients(attn):
     seen = []  # the prefix tensors each site attends to, whatever DeepPrompt's parameter layout
 
     def keep(module, args):
-        prefix_k, prefix_v, _ = module.fpt_prefix
+        prefix_k, prefix_v = module.fpt_prefix[:2]
         for t in (prefix_k, prefix_v):
             t.retain_grad()
         seen.append((module, prefix_k, prefix_v))
