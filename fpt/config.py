@@ -158,6 +158,7 @@ class Config:
     seed: int = 42
     output_root: str = "outputs"
     run_dir: Optional[str] = None       # set at start-up to Hydra's output folder
+    init_from: Optional[str] = None     # a run folder or trained-tensor file to start from (fpt/init_from.py)
 
 
 def register_configs() -> None:
