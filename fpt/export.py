@@ -5,7 +5,7 @@ PEFT (Hugging Face) can represent two of fpt's prompts exactly; the others are r
 | fpt prompt                               | PEFT method                                | exact? |
 |------------------------------------------|--------------------------------------------|--------|
 | T5 shallow                               | PromptTuning (SEQ_2_SEQ_LM, encoder only)  | yes: both prepend the vectors to the encoder's input embeddings |
-| BERT-family deep (projection or not)     | PrefixTuning (FEATURE_EXTRACTION)          | the same per-layer key/value prefixes; with projection the MLP's output is exported, as PEFT itself saves it |
+| BERT-family deep (projection or not)     | PrefixTuning (FEATURE_EXTRACTION)          | no, only with --allow-inexact: the same per-layer key/value prefixes (with projection: the MLP's output, as PEFT itself saves it), but BERT treats PEFT's prefix as cached past tokens and moves the real tokens to positions P..P+L-1; fpt keeps them at 0..L-1 |
 | BERT-family shallow                      | -                                          | no: fpt puts the vectors after the embedding layer (no position/type embedding, no LayerNorm; real tokens keep positions 0..L-1); PEFT's PromptTuning puts them before it and shifts the real tokens' positions by P |
 | T5 deep                                  | -                                          | no: fpt prefixes encoder self-, decoder self- and cross-attention; PEFT's PrefixTuning on T5 gives the decoder's self-attention a prefix only |
 | none (full fine-tuning)                  | -                                          | not a prompt |
@@ -13,6 +13,7 @@ PEFT (Hugging Face) can represent two of fpt's prompts exactly; the others are r
 The head of a BERT-family run (classifier over the pooled output) is not part of a PEFT prompt adapter:
 it is written beside the adapter as `fpt_head.safetensors` (PEFT loads the backbone's hidden states; the
 head turns them into the task's logits exactly as fpt does).
+Every export writes `fpt_export.json` beside the adapter: whether it is exact, and why not.
 A run whose backbone was built from a config with random weights (tiny test models) has no checkpoint to
 point PEFT at: the backbone is saved to `<out>/base_model` and the adapter config points there.
 """
@@ -57,8 +58,14 @@ def shallow_layout(model) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- what PEFT gets
-def peft_adapter(cfg, model, base_model_path: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(adapter_config, adapter weights) for this model, or NotRepresentable saying why not."""
+POSITION_SHIFT = ("PEFT passes the prefix to BERT as a cache of past tokens, so BERT gives the real tokens positions "
+                  "P..P+L-1 (P = prefix length); fpt's deep prompt leaves them at 0..L-1. The prefixes are the same, "
+                  "the hidden states are not. (PEFT's feature-extraction model also drops token_type_ids: sentence "
+                  "pairs lose their segment embeddings)")
+
+
+def peft_adapter(cfg, model, base_model_path: str) -> tuple[dict, dict[str, torch.Tensor], str | None]:
+    """(adapter_config, adapter weights, why it is not exact or None), or NotRepresentable saying why not."""
     family, kind = model.family, cfg.prompt.type
     dims = family.dims(model.backbone.config)
     common = {"base_model_name_or_path": base_model_path, "inference_mode": True, "revision": None}
@@ -67,7 +74,7 @@ def peft_adapter(cfg, model, base_model_path: str) -> tuple[dict, dict[str, torc
                   "num_virtual_tokens": model.shallow.length, "token_dim": dims["hidden"],
                   "num_transformer_submodules": 1, "num_attention_heads": dims["heads"],
                   "num_layers": dims["layers"]["encoder"], "prompt_tuning_init": "RANDOM"}
-        return config, {"prompt_embeddings": shallow_layout(model)}
+        return config, {"prompt_embeddings": shallow_layout(model)}, None
     if kind == "deep" and not family.seq2seq:
         if model.active_sites is not None:
             raise NotRepresentable("the model is a partial growth stage; PEFT prefixes every layer")
@@ -76,7 +83,7 @@ def peft_adapter(cfg, model, base_model_path: str) -> tuple[dict, dict[str, torc
                   "num_virtual_tokens": model.deep.length, "token_dim": width,
                   "num_transformer_submodules": 1, "num_attention_heads": dims["heads"],
                   "num_layers": len(model.site_names), "encoder_hidden_size": width, "prefix_projection": False}
-        return config, {"prompt_embeddings": prefix_layout(model)}
+        return config, {"prompt_embeddings": prefix_layout(model)}, POSITION_SHIFT
     reasons = {
         ("shallow", False): "fpt's BERT-family shallow prompt goes after the embedding layer (no position or "
                             "token-type embedding, no LayerNorm, the real tokens keep positions 0..L-1); PEFT's "
@@ -91,13 +98,16 @@ def peft_adapter(cfg, model, base_model_path: str) -> tuple[dict, dict[str, torc
     raise NotRepresentable(reasons[kind, family.seq2seq])
 
 
-def export_peft(loaded, out_dir) -> dict:
-    """Write a PEFT adapter folder for a loaded run (fpt.evaluate_run.load_run); return its adapter config."""
+def export_peft(loaded, out_dir, allow_inexact: bool = False) -> dict:
+    """Write a PEFT adapter folder for a loaded run (fpt.evaluate_run.load_run); return its adapter config.
+    An adapter PEFT would run differently from fpt is written only with allow_inexact=True."""
     from .models import resolve_path
 
     cfg, model, out_dir = loaded.cfg, loaded.model, Path(out_dir)
     base = None if cfg.model.from_config else resolve_path(cfg.model.name_or_path)
-    config, weights = peft_adapter(cfg, model, base or str((out_dir / "base_model").resolve()))
+    config, weights, inexact = peft_adapter(cfg, model, base or str((out_dir / "base_model").resolve()))
+    if inexact and not allow_inexact:
+        raise NotRepresentable(f"{inexact}. Pass --allow-inexact to write the adapter anyway")
     out_dir.mkdir(parents=True, exist_ok=True)
     if base is None:  # a random from_config backbone exists nowhere else
         model.backbone.save_pretrained(out_dir / "base_model")
@@ -107,6 +117,8 @@ def export_peft(loaded, out_dir) -> dict:
     head = {k[len("head."):]: v for k, v in model.trainable_state_dict().items() if k.startswith("head.")}
     if head:
         save_tensors(out_dir / "fpt_head.safetensors", head, meta)
+    write_json(out_dir / "fpt_export.json", {"exact": inexact is None, "not_exact_because": inexact,
+                                              "peft_type": config["peft_type"], "source": str(loaded.path)})
     write_json(out_dir / ADAPTER_CONFIG, config)
     return config
 
@@ -117,12 +129,14 @@ def main(argv=None) -> None:
     parser.add_argument("--format", default="peft", choices=["peft"])
     parser.add_argument("--checkpoint", default="best", choices=["best", "final"])
     parser.add_argument("--out", help="output folder (default: <run>/export/peft-<checkpoint>)")
+    parser.add_argument("--allow-inexact", action="store_true",
+                        help="write an adapter PEFT runs differently from fpt (BERT deep prompts: position shift)")
     args = parser.parse_args(argv)
     from .evaluate_run import load_run
     loaded = load_run(args.run, args.checkpoint, device="cpu")
     out = Path(args.out or Path(args.run) / "export" / f"peft-{args.checkpoint}")
     try:
-        config = export_peft(loaded, out)
+        config = export_peft(loaded, out, args.allow_inexact)
     except NotRepresentable as err:
         raise SystemExit(f"cannot export {args.run} ({loaded.cfg.model.family} {loaded.cfg.prompt.type} prompt) "
                          f"to PEFT: {err}") from None
