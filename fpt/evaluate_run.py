@@ -34,6 +34,7 @@ class LoadedRun:
     device: torch.device
     header: dict
     path: Path
+    partial: bool = False  # the run ends on a partial model (a partial_* growth schedule)
 
 
 def run_config(run_dir: Path):
@@ -85,16 +86,20 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
     kind.check_config(cfg.task, family.seq2seq)
     torch.manual_seed(cfg.seed)  # as Trainer: the seed right before the model is built
     model = build_model(cfg, tokenizer, num_labels=kind.num_labels(cfg.task))
+    partial = False
     if cfg.schedule.stages:  # the prompt was selected on the schedule's final stage: shape the model as that
         from .growth import Growth
         eval_rows = read_rows(cfg.task, "eval")
         eval_set = kind.features(cfg.task, eval_rows, tokenizer, family.seq2seq, cfg.model.target_prefix)
         total = _total_steps(cfg, run_dir)
-        Growth.from_config(cfg, model, total, None, eval_set, run_dir).enter(total)
+        growth = Growth.from_config(cfg, model, total, None, eval_set, run_dir)
+        growth.enter(total)
+        dims, last = family.dims(model.backbone.config), growth.stages[-1]
+        partial = any(len(last.layers[s]) < n or last.ffn[s] < dims["ffn"] for s, n in dims["layers"].items())
     dev = place_model(model, pick_device(device), sharded=bool(cfg.model.device_map))
     header = load_trained(path, cfg, model, same_task=True)
     model.eval()
-    return LoadedRun(cfg, model, tokenizer, kind, family.seq2seq, dev, header, path)
+    return LoadedRun(cfg, model, tokenizer, kind, family.seq2seq, dev, header, path, partial)
 
 
 # --------------------------------------------------------------------------- which rows

@@ -76,8 +76,6 @@ def peft_adapter(cfg, model, base_model_path: str) -> tuple[dict, dict[str, torc
                   "num_layers": dims["layers"]["encoder"], "prompt_tuning_init": "RANDOM"}
         return config, {"prompt_embeddings": shallow_layout(model)}, None
     if kind == "deep" and not family.seq2seq:
-        if model.active_sites is not None:
-            raise NotRepresentable("the model is a partial growth stage; PEFT prefixes every layer")
         width = dims["heads"] * dims["head_dim"]
         config = {**common, "peft_type": "PREFIX_TUNING", "task_type": "FEATURE_EXTRACTION",
                   "num_virtual_tokens": model.deep.length, "token_dim": width,
@@ -105,6 +103,9 @@ def export_peft(loaded, out_dir, allow_inexact: bool = False) -> dict:
 
     cfg, model, out_dir = loaded.cfg, loaded.model, Path(out_dir)
     base = None if cfg.model.from_config else resolve_path(cfg.model.name_or_path)
+    if loaded.partial:
+        raise NotRepresentable(f"the run's prompt was trained on a partial model (schedule={cfg.schedule.name}); "
+                               f"PEFT would apply it to the full {cfg.model.name}")
     config, weights, inexact = peft_adapter(cfg, model, base or str((out_dir / "base_model").resolve()))
     if inexact and not allow_inexact:
         raise NotRepresentable(f"{inexact}. Pass --allow-inexact to write the adapter anyway")

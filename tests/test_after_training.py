@@ -114,6 +114,17 @@ def test_eval_cli_t5_reproduces_best_and_predicts_an_unlabeled_file(t5_run, tmp_
     assert [p["generated"] for p in preds] == [p["generated"] for p in dev[:3]]  # same prompt, same sentences
 
 
+def test_eval_rebuilds_the_partial_model_a_partial_schedule_ends_on(tmp_path, toy):
+    from fpt.export import NotRepresentable, export_peft
+    # partial_cr keeps 1 of 2 layers and half the FFN neurons for the whole run: the prompt fits that model only
+    run, results = _train(tmp_path, toy, *BERT, "schedule=partial_cr", "seed=1")
+    for checkpoint in ("best", "final"):
+        summary = evaluate_run(run, tmp_path / checkpoint, checkpoint=checkpoint, device="cpu")
+        assert summary["metrics"] == results[checkpoint], checkpoint
+    with pytest.raises(NotRepresentable, match="partial model"):
+        export_peft(load_run(run, "best", "cpu"), tmp_path / "peft", allow_inexact=True)
+
+
 # --------------------------------------------------------------------------- init_from
 def test_init_from_continues_a_finished_run(bert_run, tmp_path, toy):
     source, before = bert_run
