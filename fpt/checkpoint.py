@@ -93,6 +93,8 @@ def config_fingerprint(cfg) -> str:
     """A hash of everything that defines a run (not where it is written or how it is displayed)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_dir", None)
+    if plain.get("init_from") is None:
+        plain.pop("init_from", None)  # runs from before init_from existed keep their fingerprint
     trainer = plain.get("trainer", {})
     for key in RUNTIME_KEYS:
         trainer.pop(key, None)

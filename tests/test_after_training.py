@@ -271,3 +271,37 @@ def test_peft_export_refuses_what_peft_cannot_represent():
         built = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
         with pytest.raises(NotRepresentable, match=reason):
             peft_adapter(cfg, built, "base")
+
+
+# --------------------------------------------------------------------------- predictions of every BERT head
+def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
+    """Per-example predictions (one per row, in order) re-scored by the task's metric give eval's metrics."""
+    from test_task_runs import CONLL, COPA, RECORD, SQUAD, jsonl, write
+
+    from fpt.evaluate_run import LoadedRun, score
+    from fpt.evaluation import evaluate
+    from fpt.metrics import compute_metrics
+    from fpt.models import build_model, load_tokenizer
+    from fpt.task_kinds import get_kind
+    from fpt.tasks import read_rows
+    cases = [("copa", {"val.jsonl": jsonl(COPA)}, []),
+             ("record", {"val.jsonl": jsonl([RECORD])}, []),
+             ("squad_v2", {"dev-v2.0.json": json.dumps(SQUAD)}, ["task.max_length=24", "task.doc_stride=8"]),
+             ("conll03", {"eng.testa": CONLL}, [])]
+    for task, files, overrides in cases:
+        cfg = compose(f"task={task}", "model=tiny-bert", "prompt=deep", "prompt.length=2",
+                      f"task.data_dir={write(tmp_path / task, files)}", *overrides)
+        kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
+        torch.manual_seed(0)
+        model = build_model(cfg, tokenizer, num_labels=kind.num_labels(cfg.task)).eval()
+        loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
+        metrics, preds = score(loaded, batch_size=3)
+        features = kind.features(cfg.task, read_rows(cfg.task, "eval"), tokenizer, False)
+        assert metrics == evaluate(model, kind, cfg.task, features, seq2seq=False, batch_size=5,
+                                   device="cpu", pad_id=0), task
+        assert len(preds) == len(read_rows(cfg.task, "eval")), task
+        rescored = compute_metrics(list(cfg.task.metrics), [p["prediction"] for p in preds],
+                                   [p["gold"] for p in preds])
+        assert rescored == {k: v for k, v in metrics.items() if k in rescored}, task
+        assert any(v > 0 for v in rescored.values()), (task, rescored)  # seed 0: some right, so order matters
+        assert all(p["score"] is not None for p in preds), task
