@@ -37,6 +37,15 @@ class LoadedRun:
     partial: bool = False  # the run ends on a partial model (a partial_* growth schedule)
 
 
+def resolve_run_dir(run_dir) -> Path:
+    """The run folder, following run_link.json (a job folder that continued or skipped an earlier run)."""
+    run_dir = Path(run_dir)
+    link = run_dir / "run_link.json"
+    if not (run_dir / "config.yaml").is_file() and link.is_file():
+        return Path(json.loads(link.read_text())["run_dir"])
+    return run_dir
+
+
 def run_config(run_dir: Path):
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -74,7 +83,7 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
     from .trained import load_trained
     from .trainer import pick_device, place_model
 
-    run_dir = Path(run_dir)
+    run_dir = resolve_run_dir(run_dir)
     cfg = run_config(run_dir)
     with open_dict(cfg):
         cfg.init_from = None  # the tensors come from this run's own file
@@ -169,7 +178,7 @@ def evaluate_run(run_dir, out_dir, *, split: str = "eval", data: str | None = No
 
     loaded = load_run(run_dir, checkpoint, device)
     metrics, preds = score(loaded, split, data, data_format, batch_size, bf16)
-    summary = {"run": str(Path(run_dir).resolve()), "checkpoint": checkpoint, "tensors": str(loaded.path),
+    summary = {"run": str(resolve_run_dir(run_dir).resolve()), "checkpoint": checkpoint, "tensors": str(loaded.path),
                "step": int(loaded.header["step"]) if "step" in loaded.header else None,
                "task": loaded.cfg.task.name, "model": loaded.cfg.model.name, "prompt": loaded.cfg.prompt.type,
                "split": None if data else split, "data": str(Path(data).resolve()) if data else None,
