@@ -5,8 +5,9 @@ A record is {"id", "source", "prediction", "gold" (when the data has it), "score
 `id` is the row's id/idx/guid column, else its position; `source` is its file and line (or hub row).
 `score` is the model's confidence in its prediction where the output has one: the softmax probability of
 the predicted class or choice (BERT heads), the mean probability of the predicted tags, the answer-minus-
-not-answer margin (ReCoRD), the start+end logit of the best span (span QA); None for text-to-text outputs
-and regression (whose prediction is itself the score).
+not-answer margin (ReCoRD), the start+end logit of the best span (span QA), the geometric mean probability
+of the generated tokens, end of sequence included (text-to-text); None for regression (whose prediction is
+itself the score).
 """
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ ID_COLUMNS = ("id", "idx", "guid")
 @torch.no_grad()
 def predict(model, kind, task, features, *, seq2seq: bool, batch_size: int, device, pad_id: int,
             autocast=None) -> tuple[list, list]:
-    """(outputs, logits per feature): the kind's outputs batch by batch, as fpt.evaluation.evaluate makes them,
-    and the logits of the head's forward pass that produced them (BERT heads; None for text-to-text)."""
+    """(outputs, confidence per feature): the kind's outputs batch by batch, as fpt.evaluation.evaluate makes
+    them, and the confidence of the forward pass (BERT heads) or the decoding (T5) that produced them."""
     outputs, logits = [], []
     captured = []
-    hook = None if seq2seq else model.register_forward_hook(lambda m, i, o: captured.append((i[0], o["logits"])))
+    if seq2seq:  # keep the generated ids: T5's confidence is the probability of what it generated
+        generate = model.generate
+        model.generate = lambda batch, *a, **k: _keep(captured, batch, generate(batch, *a, **k))
+        hook = None
+    else:
+        hook = model.register_forward_hook(lambda m, i, o: captured.append((i[0], o["logits"])))
     try:
         for start in range(0, len(features), batch_size):
             batch = collate([features[i] for i in range(start, min(start + batch_size, len(features)))], pad_id)
@@ -36,11 +42,35 @@ def predict(model, kind, task, features, *, seq2seq: bool, batch_size: int, devi
             with autocast or nullcontext():
                 out = kind.predict(model, batch, task, seq2seq)
             outputs += out
-            logits += _confidences(task, *captured[-1]) if captured else [None] * len(out)
+            if seq2seq:
+                logits += _generated_probability(model, *captured[-1])
+            else:
+                logits += _confidences(task, *captured[-1]) if captured else [None] * len(out)
     finally:
         if hook is not None:
             hook.remove()
+        if seq2seq:
+            del model.generate  # back to the class's method
     return outputs, logits
+
+
+def _keep(captured: list, batch, ids):
+    captured.append((batch, ids))
+    return ids
+
+
+def _generated_probability(model, batch, ids) -> list[float]:
+    """exp(mean log-probability) of each generated sequence's tokens (up to its first end of sequence), from one
+    teacher-forced pass over the generated ids."""
+    config = model.backbone.config
+    labels = ids[:, 1:]  # generate() starts with the decoder start token
+    eos = labels == config.eos_token_id
+    keep = (eos.cumsum(1) - eos.int()) == 0  # tokens up to and including the first end of sequence
+    labels = labels.masked_fill(~keep, -100)
+    logits = model({**batch, "labels": labels})["logits"].float()
+    logp = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    mean = (logp * keep).sum(1) / keep.sum(1).clamp(min=1)
+    return mean.exp().tolist()
 
 
 def _confidences(task, batch, logits) -> list:
@@ -134,7 +164,7 @@ def records(kind, task, rows: list[dict], features, outputs: list, scores: list,
     if seq2seq:
         preds = [_text_prediction(kind, task, t) for t in outputs]
         golds = [_text_gold(task, m) for m in features.meta]
-        scores, generated = [None] * len(preds), list(outputs)
+        generated = list(outputs)
     else:
         preds, golds, scores = BERT_RECORDS[kind.name](kind, task, rows, features, outputs, scores)
         generated = None

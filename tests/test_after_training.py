@@ -102,6 +102,7 @@ def test_eval_cli_t5_reproduces_best_and_predicts_an_unlabeled_file(t5_run, tmp_
     assert sum(p["prediction"] == p["gold"] for p in dev) / len(dev) == results["best"]["accuracy"]
     verbal = {"negative": "0", "positive": "1"}
     assert all(p["prediction"] == verbal.get(p["generated"]) for p in dev)  # label = the generated verbalizer
+    assert all(0 < p["score"] <= 1 for p in dev)  # the generated tokens' mean probability
 
     source = Path(dev[0]["source"].rsplit(":", 1)[0]).read_text().splitlines()[1:4]
     unlabeled = tmp_path / "new.tsv"
@@ -112,6 +113,7 @@ def test_eval_cli_t5_reproduces_best_and_predicts_an_unlabeled_file(t5_run, tmp_
     preds = read_predictions(tmp_path / "file")
     assert all("gold" not in p for p in preds)
     assert [p["generated"] for p in preds] == [p["generated"] for p in dev[:3]]  # same prompt, same sentences
+    assert [p["score"] for p in preds] == pytest.approx([p["score"] for p in dev[:3]], abs=1e-5)
 
 
 def test_eval_rebuilds_the_partial_model_a_partial_schedule_ends_on(tmp_path, toy):
@@ -123,6 +125,27 @@ def test_eval_rebuilds_the_partial_model_a_partial_schedule_ends_on(tmp_path, to
         assert summary["metrics"] == results[checkpoint], checkpoint
     with pytest.raises(NotRepresentable, match="partial model"):
         export_peft(load_run(run, "best", "cpu"), tmp_path / "peft", allow_inexact=True)
+
+
+def test_t5_score_is_the_mean_probability_of_the_greedy_tokens(t5_run):
+    from fpt.predict import predict
+    from fpt.tasks import collate, read_rows
+    loaded = load_run(t5_run[0], "best", "cpu")
+    task = loaded.cfg.task
+    features = loaded.kind.features(task, read_rows(task, "eval")[:4], loaded.tokenizer, True)
+    _, scores = predict(loaded.model, loaded.kind, task, features, seq2seq=True, batch_size=4, device="cpu",
+                        pad_id=0)
+    batch = collate([features[i] for i in range(4)], 0)
+    with torch.no_grad():
+        ids = loaded.model.generate(batch)[:, 1:].contiguous()
+        eos = loaded.model.backbone.config.eos_token_id
+        # greedy decoding picked the most likely token at every step up to the first end of sequence
+        n = [row.tolist().index(eos) + 1 if eos in row.tolist() else len(row) for row in ids]
+        probs = loaded.model({**batch, "labels": ids})["logits"].softmax(-1)
+        for i in range(4):
+            top = probs[i, :n[i]].max(-1)
+            assert torch.equal(top.indices, ids[i, :n[i]])
+            assert scores[i] == pytest.approx(top.values.log().mean().exp().item(), rel=1e-5)
 
 
 # --------------------------------------------------------------------------- init_from
