@@ -1,18 +1,23 @@
 """Export a run's trained prompt for other tools: `python -m fpt.export RUN_DIR --format peft [--out DIR]`.
 
-PEFT (Hugging Face) can represent two of fpt's prompts exactly; the others are refused with the reason:
+What PEFT (Hugging Face; facts from peft 0.21 with transformers 5) can represent; the rest is refused with the reason:
 
-| fpt prompt                               | PEFT method                                | exact? |
-|------------------------------------------|--------------------------------------------|--------|
-| T5 shallow                               | PromptTuning (SEQ_2_SEQ_LM, encoder only)  | yes: both prepend the vectors to the encoder's input embeddings |
-| BERT-family deep (projection or not)     | PrefixTuning (FEATURE_EXTRACTION)          | no, only with --allow-inexact: the same per-layer key/value prefixes (with projection: the MLP's output, as PEFT itself saves it), but BERT treats PEFT's prefix as cached past tokens and moves the real tokens to positions P..P+L-1; fpt keeps them at 0..L-1 |
-| BERT-family shallow                      | -                                          | no: fpt puts the vectors after the embedding layer (no position/type embedding, no LayerNorm; real tokens keep positions 0..L-1); PEFT's PromptTuning puts them before it and shifts the real tokens' positions by P |
-| T5 deep                                  | -                                          | no: fpt prefixes encoder self-, decoder self- and cross-attention; PEFT's PrefixTuning on T5 gives the decoder's self-attention a prefix only |
-| none (full fine-tuning)                  | -                                          | not a prompt |
+- T5 shallow -> PromptTuning (SEQ_2_SEQ_LM, encoder only): exact, both prepend the vectors to the encoder's
+  input embeddings.
+- BERT-family deep (with or without projection) -> PrefixTuning (FEATURE_EXTRACTION): the same per-layer
+  key/value prefixes (with projection: the MLP's output, as PEFT itself saves it), but not exact, so written
+  only with --allow-inexact: BERT treats PEFT's prefix as cached past tokens and moves the real tokens to
+  positions P..P+L-1, where fpt keeps them at 0..L-1 (and PEFT drops token_type_ids).
+- BERT-family shallow: refused. fpt puts the vectors after the embedding layer (no position or type embedding,
+  no LayerNorm; real tokens keep positions 0..L-1); PEFT's PromptTuning puts them before it and shifts the
+  real tokens' positions by P.
+- T5 deep: refused. fpt prefixes encoder self-, decoder self- and cross-attention; PEFT's PrefixTuning on T5
+  gives the decoder's self-attention a prefix only (the encoder ignores it, the cross-attention cache is reset).
+- prompt=none (full fine-tuning) and prompts trained on a partial model (partial_* schedules): refused.
 
 The head of a BERT-family run (classifier over the pooled output) is not part of a PEFT prompt adapter:
-it is written beside the adapter as `fpt_head.safetensors` (PEFT loads the backbone's hidden states; the
-head turns them into the task's logits exactly as fpt does).
+it is written beside the adapter as `fpt_head.safetensors` (its `classifier.weight` / `classifier.bias` over
+the pooled hidden states, pooling as the run's model.pooling).
 Every export writes `fpt_export.json` beside the adapter: whether it is exact, and why not.
 A run whose backbone was built from a config with random weights (tiny test models) has no checkpoint to
 point PEFT at: the backbone is saved to `<out>/base_model` and the adapter config points there.

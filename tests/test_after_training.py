@@ -278,7 +278,8 @@ def test_peft_export_of_a_bert_deep_prompt_layout_and_its_position_shift(bert_ru
         pytest.skip(f"layout checked; this PEFT cannot run PrefixTuning on BERT: {type(err).__name__}: {err}")
     length, seq = prefixes.shape[3], inputs["input_ids"].shape[1]
     with torch.no_grad(), loaded.model.deep_prompt():
-        shifted = loaded.model.backbone(**inputs, position_ids=torch.arange(length, length + seq)[None]).last_hidden_state
+        positions = torch.arange(length, length + seq)[None]
+        shifted = loaded.model.backbone(**inputs, position_ids=positions).last_hidden_state
     ours = loaded.model.encode(batch)
     # PEFT computes fpt's prefixes with the real tokens at positions P..P+L-1: exactly, and so not fpt's output
     assert torch.allclose(theirs, shifted, atol=1e-5, rtol=0), (theirs - shifted).abs().max()
