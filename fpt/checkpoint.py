@@ -46,14 +46,15 @@ def write_text(path, text: str) -> None:
     _atomic(path, lambda f: f.write(text.encode()))
 
 
-def save_tensors(path, tensors: dict[str, torch.Tensor]) -> None:
+def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Atomically write tensors as safetensors; `metadata` (str -> str) goes into the header (fpt/trained.py)."""
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     tmp_dir = Path(path).parent
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f".{Path(path).name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(flat, tmp)
+        save_file(flat, tmp, metadata=metadata)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -92,6 +93,8 @@ def config_fingerprint(cfg) -> str:
     """A hash of everything that defines a run (not where it is written or how it is displayed)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("run_dir", None)
+    if plain.get("init_from") is None:
+        plain.pop("init_from", None)  # runs from before init_from existed keep their fingerprint
     trainer = plain.get("trainer", {})
     for key in RUNTIME_KEYS:
         trainer.pop(key, None)

@@ -176,6 +176,9 @@ class Trainer:
         # model (the same init on every rank: seeded just before)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg, self.tokenizer, num_labels=self.kind.num_labels(self.task))
+        from .init_from import apply_init_from
+        self.init_from = apply_init_from(cfg, self.model)  # a trained prompt to start from (fpt/init_from.py)
+        self.step_offset = self.init_from["start_step"] if self.init_from else 0  # a continuation's step count
         self.device = place_model(self.model, self.device, sharded=bool(cfg.model.device_map))
         self.backbone_trains = cfg.prompt.type == "none"
         self.ddp_model = self.model  # DDP-wrapped in run(), once the stage's model is built
@@ -281,13 +284,14 @@ class Trainer:
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         set_rng_state(state["rng"])
         self.best, self.train_flops, self.train_seconds = state["best"], state["train_flops"], state["train_seconds"]
-        self._truncate_log(self.step)
+        self._truncate_log(self.step + self.step_offset)
         return True
 
     # ---------------------------------------------------------------- logging
     def log(self, record: dict) -> None:
         if not self.is_main:
             return
+        record = {**record, "step": record["step"] + self.step_offset}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None:
@@ -318,7 +322,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- one optimizer step
     def train_step(self, step: int) -> float:
-        indices = self.stream.indices(step)
+        indices = self.stream.indices(step + self.step_offset)
         mine = dist.shard(indices)
         total_loss = 0.0
         for k in range(self.tcfg.grad_accum):
@@ -362,6 +366,8 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.task.name} {self.cfg.prompt.type}",
                    disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True)
         final = None
+        if not resumed and self.step_offset and self.growth.final_stage:
+            final = self.evaluate_and_keep_best(bar)  # a continuation starts where its source ended
         while self.step < self.total_steps:
             started = time.perf_counter()  # growing the model counts as training time
             if self.growth.enter(self.step):
@@ -376,20 +382,7 @@ class Trainer:
                           "train_flops": self.train_flops, "train_seconds": self.train_seconds,
                           "stage": self.growth.stage_index})
             if self.is_eval_step(self.step):
-                final = self.evaluate()
-                self.log({"step": self.step, "epoch": self.step * self.tcfg.batch_size / len(self.train_set),
-                          "eval": final, "train_flops": self.train_flops, "train_seconds": self.train_seconds})
-                score = final[self.task.metric]
-                # a growth schedule's partial models do not compete: the prompt must work on the final model
-                if self.growth.final_stage and (self.best["metrics"] is None
-                                                or score > self.best["metrics"][self.task.metric]):
-                    self.best = {"step": self.step, "metrics": final}
-                    if self.is_main:
-                        save_tensors(self.run_dir / "trainable_best.safetensors", self.model.trainable_state_dict())
-                best = self.best["metrics"][self.task.metric] if self.best["metrics"] else float("nan")
-                if self.is_main:  # one line per evaluation, not one per DDP rank
-                    bar.write(f"step {self.step}: {self.task.metric}={score:.4f} (best {best:.4f} "
-                              f"at step {self.best['step']})")
+                final = self.evaluate_and_keep_best(bar)
             if self.is_save_step(self.step):
                 self.save()
             _fault("after_step", self.step)
@@ -397,22 +390,46 @@ class Trainer:
         if final is None:  # resumed after the last step: re-evaluate the finished prompt
             final = self.evaluate()
         if self.is_main:
-            save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict())
+            save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict(),
+                         self._tensor_metadata("final"))
         if self.writer is not None:
             self.writer.close()
         return self.results(final, "completed")
 
+    def evaluate_and_keep_best(self, bar) -> dict:
+        final = self.evaluate()
+        step = self.step + self.step_offset
+        self.log({"step": self.step, "epoch": self.step * self.tcfg.batch_size / len(self.train_set),
+                  "eval": final, "train_flops": self.train_flops, "train_seconds": self.train_seconds})
+        score = final[self.task.metric]
+        # a growth schedule's partial models do not compete: the prompt must work on the final model
+        if self.growth.final_stage and (self.best["metrics"] is None
+                                        or score > self.best["metrics"][self.task.metric]):
+            self.best = {"step": step, "metrics": final}
+            if self.is_main:
+                save_tensors(self.run_dir / "trainable_best.safetensors", self.model.trainable_state_dict(),
+                             self._tensor_metadata("best"))
+        best = self.best["metrics"][self.task.metric] if self.best["metrics"] else float("nan")
+        if self.is_main:  # one line per evaluation, not one per DDP rank
+            bar.write(f"step {step}: {self.task.metric}={score:.4f} (best {best:.4f} at step {self.best['step']})")
+        return final
+
+    def _tensor_metadata(self, checkpoint: str) -> dict:
+        from .trained import tensor_metadata
+        return tensor_metadata(self.cfg, self.model, step=self.step + self.step_offset, checkpoint=checkpoint)
+
     def results(self, final: dict | None, status: str, error: str | None = None) -> dict:
         cfg = self.cfg
         out = {"task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type,
-               "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": self.step, "total_steps": self.total_steps,
-               "best_step": self.best["step"],
-               "best_epoch": self.epochs_done(self.best["step"]) if self.best["step"] is not None else None,
+               "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": self.step + self.step_offset,
+               "total_steps": self.total_steps + self.step_offset, "best_step": self.best["step"],
+               "best_epoch": (self.epochs_done(self.best["step"] - self.step_offset)
+                              if self.best["step"] is not None else None),
                "metric": cfg.task.metric, "best": self.best["metrics"] or {},
                "final": final or {}, "trainable_params": sum(p.numel() for p in self.trainable),
                "train_seconds": self.train_seconds, "train_flops": self.train_flops, "status": status,
                "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,
-               "growth": self.growth.summary()}
+               "growth": self.growth.summary(), "init_from": self.init_from}
         if error:
             out["error"] = error
         return out

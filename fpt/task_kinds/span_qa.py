@@ -86,7 +86,8 @@ class SpanQA(Kind):
         return [(list(zip(start_i[n].tolist(), start_v[n].tolist())), list(zip(end_i[n].tolist(), end_v[n].tolist())),
                  null[n]) for n in range(logits.shape[0])]
 
-    def score_bert(self, task, features, outputs):
+    def best_spans(self, task, features, outputs) -> tuple[list[str], list[float], list[float]]:
+        """Per question: the best span's text and score over all windows, and the lowest no-answer score."""
         n = len(features.examples)
         best_score, best_text, null = [-math.inf] * n, [""] * n, [math.inf] * n
         for (starts, ends, null_score), meta in zip(outputs, features.meta):
@@ -100,6 +101,10 @@ class SpanQA(Kind):
                     if e < s or e - s + 1 > task.max_answer_length or s_score + e_score <= best_score[ex]:
                         continue
                     best_score[ex], best_text[ex] = s_score + e_score, context[offsets[s][0]:offsets[e][1]]
+        return best_text, best_score, null
+
+    def score_bert(self, task, features, outputs):
+        best_text, best_score, null = self.best_spans(task, features, outputs)
         references = [x["answers"] for x in features.examples]
         if not task.allow_no_answer:
             return compute_metrics(list(task.metrics), best_text, references)
