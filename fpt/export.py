@@ -45,12 +45,12 @@ class NotRepresentable(ValueError):
 def prefix_layout(model) -> torch.Tensor:
     """The deep prompt's prefixes as PEFT's PrefixTuning stores them: [P, sites * 2 * width], row p holding
     site 0's key, site 0's value, site 1's key, ... (each width = heads * head_dim, head-major) for prefix
-    position p. Built from DeepPrompt's output [sites, 2, H, P, D] (whatever its parameters), dropout off."""
+    position p. Built from DeepPrompt's per-site outputs ([2, H, P, D] each), dropout off."""
     deep = model.deep
     was_training = deep.training
     deep.eval()
     try:
-        prefixes = deep()  # [sites, 2, H, P, D]
+        prefixes = torch.stack(deep())  # [sites, 2, H, P, D]
     finally:
         deep.train(was_training)
     sites, _, heads, length, head_dim = prefixes.shape

@@ -263,7 +263,7 @@ def test_peft_export_of_a_bert_deep_prompt_layout_and_its_position_shift(bert_ru
     adapted = peft.PeftModel.from_pretrained(base, tmp_path / "peft").eval()
     cache = adapted.get_prompt(1)
     with torch.no_grad():
-        prefixes = loaded.model.deep()  # [sites, 2, H, P, D]
+        prefixes = torch.stack(loaded.model.deep())  # [sites, 2, H, P, D]
     assert len(cache.layers) == prefixes.shape[0] == 2
     for site, layer in enumerate(cache.layers):
         assert torch.equal(layer.keys[0], prefixes[site, 0]) and torch.equal(layer.values[0], prefixes[site, 1])
