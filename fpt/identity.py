@@ -19,8 +19,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 # where the run is written and how it is executed or displayed: never part of a run's identity
-RUNTIME_KEYS = ("run_dir", "output_root", "trainer.resume", "trainer.skip_completed", "trainer.progress",
-                "trainer.log_every", "trainer.num_workers", "trainer.threads", "trainer.device")
+TRAINER_RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "num_workers", "threads", "device")
+RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNTIME_KEYS))
 # may differ between a checkpoint and the run that resumes it (a completed run's results depend on them)
 RESUMABLE_KEYS = ("trainer.eval_every", "trainer.save_every", "trainer.eval_batch_size")
 HASH_LIMIT = 1 << 30  # bytes; larger data files are identified by path, size and mtime

@@ -51,44 +51,46 @@ def _restore_hydra_files(hydra_dir: Path) -> None:
             write_text(hydra_dir / ".hydra" / name, text)
 
 
-def _decide(cfg, hydra_dir: Path, identity: dict):
-    """Rank 0: (choice or None, error message or None), never raising, so every rank can follow."""
+def _prepare(cfg, hydra_dir: Path):
+    """Rank 0: (choice, identity, error message), never raising, so that every rank can follow rank 0."""
+    choice = None
     try:
-        return choose(hydra_dir, identity, cfg.output_root, cfg.trainer.resume, cfg.trainer.skip_completed), None
+        identity = run_identity(cfg)
+        choice = choose(hydra_dir, identity, cfg.output_root, cfg.trainer.resume, cfg.trainer.skip_completed)
+        if choice.start_over:  # before the other ranks look into the folder
+            removed = clear_outputs(choice.run_dir)
+            if removed:
+                log.info("starting over in %s (removed the earlier run's %s)", choice.run_dir, ", ".join(removed))
+        return choice, identity, None
     except RunFolderError as err:
-        if (hydra_dir / "run_state.json").is_file() and "in use by another run" not in str(err):
+        if (hydra_dir / "run_state.json").is_file():
             _restore_hydra_files(hydra_dir)
-        return None, str(err)
-    except Exception as err:  # e.g. an unreadable checkpoint: named by the error
-        return None, f"{type(err).__name__}: {err}"
+        return None, None, str(err)
+    except Exception as err:  # e.g. an unreadable checkpoint (the error names it), a folder that cannot be written
+        if choice is not None:
+            choice.release()
+        return None, None, f"{type(err).__name__}: {err}"
 
 
 def main(cfg, hydra_dir: Path) -> dict:
     dist.init()
     hydra_dir = Path(hydra_dir)
-    main_rank = dist.rank() == 0
-    choice, error, identity = None, None, None
-    if main_rank:
-        identity = run_identity(cfg)
-        choice, error = _decide(cfg, hydra_dir, identity)
+    hydra_files = _hydra_files(hydra_dir) if dist.rank() == 0 else {}  # as Hydra wrote them for this job
+    choice, identity, error = _prepare(cfg, hydra_dir) if dist.rank() == 0 else (None, None, None)
     decided = (str(choice.run_dir), choice.earlier) if choice else None
     decided, error = dist.broadcast_object((decided, error))  # every rank follows rank 0
     if error:
         raise RunFolderError(error)
     try:
-        return _run(cfg, hydra_dir, Path(decided[0]), decided[1], choice, identity)
+        return _run(cfg, hydra_dir, Path(decided[0]), decided[1], identity, hydra_files)
     finally:
         if choice is not None:
             choice.release()
 
 
-def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, choice, identity: dict | None) -> dict:
+def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, identity: dict | None, hydra_files: dict) -> dict:
     main_rank = dist.rank() == 0
     fp = fingerprint(identity) if identity else None
-    if main_rank and choice.start_over:
-        removed = clear_outputs(run_dir)
-        if removed:
-            log.info("starting over in %s (removed the earlier run's %s)", run_dir, ", ".join(removed))
     if main_rank and run_dir.resolve() != hydra_dir.resolve():
         # this job's own folder points at the run it continued or skipped (fpt.collect follows it)
         write_json(hydra_dir / "run_link.json", {"run_dir": str(run_dir.resolve()), "earlier_status": earlier})
@@ -103,7 +105,6 @@ def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, choice, ident
     def state(status: str) -> dict:
         return {"fingerprint": fp, "status": status, "identity": identity, "hydra": hydra_files}
 
-    hydra_files = _hydra_files(hydra_dir) if main_rank else {}
     trainer = None
     try:
         pick_gpu(cfg)

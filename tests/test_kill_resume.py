@@ -1,5 +1,6 @@
 """kill -9 at five random moments of a growing (schedule=fpt) tiny-bert run, each resumed to the end: the final
-prompt, the best prompt, results.json and every line of metrics.jsonl (less wall time) equal an uninterrupted run's bitwise.
+prompt, the best prompt, results.json and every line of metrics.jsonl (less wall time) equal an uninterrupted
+run's bitwise.
 
 The moments are drawn at random (FPT_KILL_SEED=<n> replays a draw; the seed is in every failure message) from:
 during a checkpoint write (after the new file is written, before the rename), right after a stage change
