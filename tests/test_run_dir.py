@@ -115,6 +115,12 @@ def test_changed_value_list_in_a_reused_sweep_folder_is_refused(tmp_path):
     assert [json.loads((sweep / k / "results.json").read_text())["lr"] for k in "01"] == [0.01, 0.03]
     # the same values again: skipped, from the job's own folder
     assert run(sweep / "1", "optim.lr=3e-2", root=tmp_path)["lr"] == 0.03
+    # a second sweep folder whose job skipped (a link to sweep/0), re-run there with another value: refused too
+    again = tmp_path / "again"
+    assert run(again / "0", "optim.lr=1e-2", root=tmp_path)["lr"] == 0.01
+    assert json.loads((again / "0" / "run_link.json").read_text())["run_dir"] == str((sweep / "0").resolve())
+    with pytest.raises(RunFolderError, match=r"holds a link \(run_link.json\).*optim.lr: 0.01 -> 0.005"):
+        run(again / "0", "optim.lr=5e-3", root=tmp_path)
 
 
 # --------------------------------------------------------------------------- one process per folder
