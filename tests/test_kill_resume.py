@@ -67,18 +67,18 @@ def test_kill_at_five_random_moments_then_resume_is_bitwise_equal(tmp_path):
     assert stages == [0] * 4 + [1] * 4 + [2] * 4  # the model grows at steps 4 and 8
 
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    for k, fault in enumerate(chosen):
+    folders = [tmp_path / f"killed{k}" for k in range(len(chosen))]
+    procs = [subprocess.Popen([sys.executable, "train.py", *ARGS, f"schedule.scores_path={scores}",
+                               f"hydra.run.dir={folder}", f"output_root={folder}"], cwd=ROOT,
+                              env={**env, "FPT_FAULT": fault}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for folder, fault in zip(folders, chosen)]  # side by side: 2 cores
+    errors = [proc.communicate(timeout=600)[1] for proc in procs]
+    for folder, fault, proc, stderr in zip(folders, chosen, procs, errors):
         where = f"FPT_KILL_SEED={seed}, kill at {fault}"
-        folder = tmp_path / f"killed{k}"
-        cmd = [sys.executable, "train.py", *ARGS, f"schedule.scores_path={scores}", f"hydra.run.dir={folder}",
-               f"output_root={folder}"]
-        proc = subprocess.run(cmd, cwd=ROOT, env={**env, "FPT_FAULT": fault}, capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == -9, f"{where}: {proc.stderr[-2000:]}"
+        assert proc.returncode == -9, f"{where}: {stderr[-2000:]}"
         assert not (folder / "results.json").exists(), where
         if fault.startswith("checkpoint_write"):  # the checkpoint being written never replaced the one before
-            step = int(fault.split(":")[1])
-            previous = step - 2
+            previous = int(fault.split(":")[1]) - 2
             ckpt = folder / "checkpoint" / "last.pt"
             assert (torch.load(ckpt, weights_only=False)["step"] if ckpt.exists() else 0) == previous, where
         assert train_in_process(folder, scores)["status"] == "completed", where
