@@ -5,7 +5,6 @@ the target, so a run killed mid-write leaves the previous complete file behind, 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -14,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import save_file
+
+from .identity import TRAINER_RUNTIME_KEYS as RUNTIME_KEYS  # noqa: F401  (fpt.collect ignores these trainer keys)
 
 
 def _atomic(path: Path, write, before_rename=None) -> None:
@@ -76,48 +76,40 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read; the message names the file and how to recover."""
+
+
 def save_checkpoint(path, state: dict, before_rename=None) -> None:
-    _atomic(path, lambda f: torch.save(state, f), before_rename)
+    """Write `path` atomically; the checkpoint it replaces is kept as `previous.pt` beside it (a hard link:
+    no copy), so a damaged last.pt can be replaced by the one before it."""
+    path = Path(path)
+
+    def keep_previous():
+        if before_rename is not None:
+            before_rename()
+        if path.is_file():
+            previous, tmp = path.with_name("previous.pt"), path.with_name(".previous.pt.tmp")
+            try:
+                if tmp.exists():
+                    tmp.unlink()
+                os.link(path, tmp)
+                os.replace(tmp, previous)
+            except OSError:  # a file system without hard links: no previous checkpoint is kept
+                pass
+
+    _atomic(path, lambda f: torch.save(state, f), keep_previous)
 
 
-def load_checkpoint(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-# --------------------------------------------------------------------------- finding a run to resume
-# trainer.* keys that change how a run is executed or displayed, not its results (fpt.collect ignores them too)
-RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "num_workers", "threads", "device")
-
-
-def config_fingerprint(cfg) -> str:
-    """A hash of everything that defines a run (not where it is written or how it is displayed)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("run_dir", None)
-    if plain.get("init_from") is None:
-        plain.pop("init_from", None)  # runs from before init_from existed keep their fingerprint
-    trainer = plain.get("trainer", {})
-    for key in RUNTIME_KEYS:
-        trainer.pop(key, None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def find_previous_run(output_root, fingerprint: str, exclude: Path) -> tuple[Path, str] | None:
-    """The newest run under output_root with this fingerprint: (run dir, its status)."""
-    root = Path(output_root)
-    if not root.is_dir():
-        return None
-    found = []
-    for state_file in root.glob("**/run_state.json"):
-        run_dir = state_file.parent
-        if run_dir.resolve() == exclude.resolve():
-            continue
-        try:
-            state = json.loads(state_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if state.get("fingerprint") == fingerprint:
-            found.append((state_file.stat().st_mtime, run_dir, state.get("status", "running")))
-    if not found:
-        return None
-    _, run_dir, status = max(found, key=lambda t: t[0])
-    return run_dir, status
+def load_checkpoint(path, mmap: bool = False) -> dict:
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
+    except Exception as err:
+        previous = path.with_name("previous.pt")
+        way_back = (f"resume from the checkpoint before it with `mv {previous} {path}`, or "
+                    if previous.is_file() and previous != path else "")
+        raise CheckpointError(
+            f"cannot read the checkpoint {path} ({type(err).__name__}: {err}): it is damaged or truncated. "
+            f"To recover: {way_back}start the run over with trainer.resume=false (or delete {path.parent})"
+        ) from err

@@ -6,6 +6,7 @@ model, unless a growth schedule says otherwise); the optimizer and LR schedule s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -23,7 +24,7 @@ from transformers.optimization import Adafactor
 
 from . import distributed as dist
 from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
-                         write_json)
+                         write_json, write_text)
 from .flops import step_flops
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
@@ -31,12 +32,22 @@ from .tasks import collate, read_rows
 from .task_kinds import get_kind
 
 
+log = logging.getLogger("fpt")
+
 # 2: one trainable tensor per attention site's prefix (deep.prefixes.<i>, deep.outputs.<i>, deep.gates.<i>)
 CHECKPOINT_FORMAT = 2
 
 
 class TrainingError(RuntimeError):
     pass
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM: the run wrote a checkpoint at the step boundary and stopped (the same command resumes)."""
+
+    def __init__(self, signum: int, step: int):
+        self.signum, self.step, self.signal_name = signum, step, signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name} at step {step}")
 
 
 # --------------------------------------------------------------------------- pieces
@@ -74,6 +85,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed of its own for each DDP rank (its dropout masks), the run's seed on rank 0."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
 class BatchStream:
@@ -151,8 +167,9 @@ def _fault(point: str, step: int) -> None:
 
 # --------------------------------------------------------------------------- the run
 class Trainer:
-    def __init__(self, cfg, run_dir: Path):
+    def __init__(self, cfg, run_dir: Path, identity: dict | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.identity = identity  # what the run is (fpt/identity.py): every checkpoint carries it
         self.task, self.tcfg = cfg.task, cfg.trainer
         self.device = pick_device(self.tcfg.device)
         self.is_main = dist.rank() == 0
@@ -214,6 +231,10 @@ class Trainer:
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if self.device.type == "cuda" and self.tcfg.bf16 else nullcontext())
         self.writer = None
+        self._saved_step = None
+        self._signal = None  # SIGINT/SIGTERM received: stop at the next step boundary
+        if dist.rank() > 0:  # same init on every rank above; from here on each rank draws its own dropout masks
+            seed_everything(rank_seed(cfg.seed, dist.rank()))
 
     def _features(self, split):
         rows = read_rows(self.task, split)
@@ -253,14 +274,33 @@ class Trainer:
         return self.run_dir / "checkpoint" / "last.pt"
 
     def save(self) -> None:
+        """Every rank calls this (each one's RNG state goes into the checkpoint); rank 0 writes it."""
+        rngs = dist.gather_lists([rng_state()])
+        self._saved_step = self.step
         if not self.is_main:
             return
+        from .identity import fingerprint
+        identity = ({"fingerprint": fingerprint(self.identity, resume=True), "keys": self.identity}
+                    if self.identity is not None else None)
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "trainable": self.model.trainable_state_dict(),
                  "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
-                 "rng": rng_state(), "best": self.best, "train_flops": self.train_flops,
-                 "train_seconds": self.train_seconds}
+                 "rng": rngs, "best": self.best, "train_flops": self.train_flops,
+                 "train_seconds": self.train_seconds, "identity": identity}
         step = self.step
         save_checkpoint(self.ckpt_path, state, before_rename=lambda: _fault("checkpoint_write", step))
+
+    def _restore_rng(self, rngs) -> None:
+        if isinstance(rngs, dict):  # a checkpoint of a single process from before per-rank states
+            rngs = [rngs]
+        world, rank = dist.world_size(), dist.rank()
+        if len(rngs) != world:
+            if self.is_main:
+                log.warning("%s was written by %d process(es), resumed by %d: random streams (dropout) cannot "
+                            "continue exactly", self.ckpt_path, len(rngs), world)
+            if rank >= len(rngs):
+                seed_everything(rank_seed(self.cfg.seed + self.step, rank))
+                return
+        set_rng_state(rngs[rank])
 
     def load(self) -> bool:
         if not (self.tcfg.resume and self.ckpt_path.is_file()):
@@ -282,7 +322,7 @@ class Trainer:
             raise ValueError(f"{self.ckpt_path}: checkpoint lacks trainable tensors of this model: {missing[:5]}")
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
-        set_rng_state(state["rng"])
+        self._restore_rng(state["rng"])
         self.best, self.train_flops, self.train_seconds = state["best"], state["train_flops"], state["train_seconds"]
         self._truncate_log(self.step + self.step_offset)
         return True
@@ -294,6 +334,9 @@ class Trainer:
         record = {**record, "step": record["step"] + self.step_offset}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        self._scalars(record)
+
+    def _scalars(self, record: dict) -> None:
         if self.writer is not None:
             for key, value in record.items():
                 if isinstance(value, dict):
@@ -303,11 +346,63 @@ class Trainer:
                 elif isinstance(value, (int, float)) and key != "step":
                     self.writer.add_scalar(f"train/{key}", value, record["step"])
 
+    def _log_records(self) -> list[dict]:
+        path = self.run_dir / "metrics.jsonl"
+        records = []
+        if path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:  # a line torn by a kill mid-write
+                    continue
+        return records
+
     def _truncate_log(self, step: int) -> None:
+        """Keep metrics.jsonl up to `step` (the checkpoint's; 0 for a fresh start): a resumed run repeats no line."""
         path = self.run_dir / "metrics.jsonl"
         if self.is_main and path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in kept))
+            kept = [r for r in self._log_records() if r.get("step", 0) <= step]
+            if kept:
+                write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+            else:
+                path.unlink()
+
+    def _open_writer(self) -> None:
+        """One TensorBoard events file per run folder: a (re)start rewrites it from metrics.jsonl, so the
+        scalars of steps after the checkpoint, which the resumed run logs again, are never duplicated."""
+        import shutil
+        from torch.utils.tensorboard import SummaryWriter
+        folder = self.run_dir / "tensorboard"
+        if folder.exists():
+            shutil.rmtree(folder)
+        self.writer = SummaryWriter(str(folder))
+        for record in self._log_records():
+            self._scalars(record)
+        self.writer.flush()
+
+    # ---------------------------------------------------------------- SIGINT / SIGTERM
+    def _on_signal(self, signum, frame) -> None:
+        if self._signal is not None:  # a second one: stop now, without a checkpoint
+            raise KeyboardInterrupt
+        self._signal = signum
+        if self.is_main:
+            print(f"{signal.Signals(signum).name}: writing a checkpoint after step {self.step + 1}, then stopping "
+                  f"(again to stop at once)", flush=True)
+
+    def _install_signal_handlers(self) -> dict:
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _stop_requested(self) -> int | None:
+        """The signal to stop for, agreed by every rank (one may have received it a step before another)."""
+        mine = self._signal or 0
+        if dist.world_size() > 1:
+            if dist.total(float(mine)) == 0:
+                return None
+            return mine or signal.SIGTERM
+        return mine or None
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -355,13 +450,23 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
+        handlers = self._install_signal_handlers()
+        try:
+            return self._run()
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            if self.writer is not None:
+                self.writer.close()
+
+    def _run(self) -> dict:
         resumed = self.load()
         if not resumed:
             self.growth.enter(0)
+            self._truncate_log(0)  # lines of an earlier attempt killed before its first checkpoint
         self.ddp_model = dist.wrap(self.model, self.device)
         if self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self._open_writer()
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.task.name} {self.cfg.prompt.type}",
                    disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True)
@@ -372,6 +477,7 @@ class Trainer:
             started = time.perf_counter()  # growing the model counts as training time
             if self.growth.enter(self.step):
                 self.ddp_model = dist.wrap(self.model, self.device)  # DDP hooks this stage's parameters
+                _fault("after_stage_change", self.step)
             loss = self.train_step(self.step)
             self.train_seconds += time.perf_counter() - started
             self.step += 1
@@ -386,14 +492,18 @@ class Trainer:
             if self.is_save_step(self.step):
                 self.save()
             _fault("after_step", self.step)
+            signum = self._stop_requested()
+            if signum:
+                if self._saved_step != self.step:
+                    self.save()
+                bar.close()
+                raise Interrupted(signum, self.step)
         bar.close()
         if final is None:  # resumed after the last step: re-evaluate the finished prompt
             final = self.evaluate()
         if self.is_main:
             save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict(),
                          self._tensor_metadata("final"))
-        if self.writer is not None:
-            self.writer.close()
         return self.results(final, "completed")
 
     def evaluate_and_keep_best(self, bar) -> dict:

@@ -1,7 +1,8 @@
-"""DDP on CPU (gloo): 2 processes train the same prompt as 1 process with the same global batch, in one folder.
+"""DDP on CPU (gloo): 2 processes train the same prompt as 1 process with the same global batch, in one folder;
+a DDP run with dropout, killed and resumed, equals the uninterrupted DDP run bitwise.
 
-Dropout is off (model.dropout, model.head_dropout, prompt.dropout = 0): with it, each rank would draw other
-random masks than the single process does for the same examples, and the runs could not be compared.
+The comparison with one process has dropout off (model.dropout, model.head_dropout, prompt.dropout = 0): each rank
+draws its own masks (its own seed), other ones than the single process draws for the same examples.
 """
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,11 +27,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(cmd):
+def run(cmd, fault=None):
     env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
     env.pop("FPT_FAULT", None)
+    if fault:
+        env["FPT_FAULT"] = fault
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert (proc.returncode != 0) if fault else (proc.returncode == 0), (proc.stdout + proc.stderr)[-4000:]
     return proc
 
 
@@ -61,6 +65,29 @@ def test_two_ranks_train_the_same_prompt_as_one_process_in_one_folder(tmp_path):
     assert rd["final"] == rs["final"]  # evaluation gathered over both ranks scores the whole dev set
     evals = [json.loads(x)["step"] for x in (ddp / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
     assert evals == [3, 6]  # written once (rank 0), not once per rank
+
+
+def test_ddp_run_with_dropout_killed_and_resumed_equals_the_uninterrupted_one(tmp_path):
+    dropout = [x for x in TINY if "dropout" not in x] + ["model.dropout=0.1", "prompt.dropout=0.1",
+                                                          "trainer.save_every=2"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+
+    def torchrun(folder, fault=None):
+        return run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
+                    "train.py", *dropout, f"output_root={folder}", f"hydra.run.dir={folder}"], fault=fault)
+
+    torchrun(full)
+    torchrun(killed, fault="after_step:3")  # every rank dies after step 3; the checkpoint is step 2's
+    state = torch.load(killed / "checkpoint" / "last.pt", weights_only=False)
+    assert state["step"] == 2 and not (killed / "results.json").exists()
+    assert len(state["rng"]) == 2  # each rank's random state, restored to its own rank
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # ranks draw their own masks
+    torchrun(killed)
+    a, b = load_file(full / "trainable_final.safetensors"), load_file(killed / "trainable_final.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (full, killed))
+    assert ra["final"] == rb["final"] and ra["best"] == rb["best"] and ra["train_flops"] == rb["train_flops"]
 
 
 @pytest.mark.parametrize("env, expected", [

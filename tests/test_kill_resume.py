@@ -1,0 +1,92 @@
+"""kill -9 at five random moments of a growing (schedule=fpt) tiny-bert run, each resumed to the end: the final
+prompt, the best prompt, results.json and every line of metrics.jsonl (less wall time) equal an uninterrupted
+run's bitwise.
+
+The moments are drawn at random (FPT_KILL_SEED=<n> replays a draw; the seed is in every failure message) from:
+during a checkpoint write (after the new file is written, before the rename), right after a stage change
+(the model just grew), and after any training step. Killed runs are subprocesses (FPT_FAULT, fpt/trainer.py);
+the uninterrupted run and the resumes run in this process.
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+
+from fpt import CONF_DIR
+from fpt.config import register_configs
+from fpt.run import main
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 12
+ARGS = ["model=tiny-bert", "model.from_config.num_hidden_layers=4", "prompt=deep", "prompt.length=4",
+        f"trainer.max_steps={STEPS}", "trainer.eval_every=4", "trainer.save_every=2", "trainer.batch_size=8",
+        "trainer.eval_batch_size=50", "task.max_eval_samples=100", "trainer.threads=1", "trainer.progress=false",
+        "trainer.log_every=1", "schedule=fpt",
+        "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers: 3, ffn_ratio: 0.75, steps: 4}, {}]"]
+STAGE_CHANGES = (4, 8)
+
+
+def moments(rng: random.Random) -> list[str]:
+    after = rng.sample([s for s in range(1, STEPS) if s not in STAGE_CHANGES], 3)
+    return [f"checkpoint_write:{rng.choice(range(2, STEPS + 1, 2))}",
+            f"after_stage_change:{rng.choice(STAGE_CHANGES)}"] + [f"after_step:{s}" for s in after]
+
+
+def train_in_process(folder: Path, scores: Path) -> dict:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config",
+                      overrides=[*ARGS, f"schedule.scores_path={scores}", f"output_root={folder}"])
+    return main(cfg, folder)
+
+
+def outcome(folder: Path):
+    results = json.loads((folder / "results.json").read_text())
+    log = [{k: v for k, v in json.loads(x).items() if k != "train_seconds"}
+           for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    summary = {k: results[k] for k in ("final", "best", "best_step", "steps", "train_flops")}
+    summary["stages"] = results["growth"]["stages"]
+    return (load_file(folder / "trainable_final.safetensors"), load_file(folder / "trainable_best.safetensors"),
+            {"results": summary, "metrics.jsonl": log})
+
+
+def test_kill_at_five_random_moments_then_resume_is_bitwise_equal(tmp_path):
+    seed = int(os.environ.get("FPT_KILL_SEED", random.randrange(10**6)))
+    chosen = moments(random.Random(seed))
+    scores = tmp_path / "scores.safetensors"  # activation scores, computed once, shared by all runs
+    full = tmp_path / "full"
+    train_in_process(full, scores)
+    final, best, metrics = outcome(full)
+    stages = [json.loads(x)["stage"] for x in (full / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert stages == [0] * 4 + [1] * 4 + [2] * 4  # the model grows at steps 4 and 8
+
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    folders = [tmp_path / f"killed{k}" for k in range(len(chosen))]
+    procs = [subprocess.Popen([sys.executable, "train.py", *ARGS, f"schedule.scores_path={scores}",
+                               f"hydra.run.dir={folder}", f"output_root={folder}"], cwd=ROOT,
+                              env={**env, "FPT_FAULT": fault}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for folder, fault in zip(folders, chosen)]  # side by side: 2 cores
+    errors = [proc.communicate(timeout=600)[1] for proc in procs]
+    for folder, fault, proc, stderr in zip(folders, chosen, procs, errors):
+        where = f"FPT_KILL_SEED={seed}, kill at {fault}"
+        assert proc.returncode == -9, f"{where}: {stderr[-2000:]}"
+        assert not (folder / "results.json").exists(), where
+        if fault.startswith("checkpoint_write"):  # the checkpoint being written never replaced the one before
+            previous = int(fault.split(":")[1]) - 2
+            ckpt = folder / "checkpoint" / "last.pt"
+            assert (torch.load(ckpt, weights_only=False)["step"] if ckpt.exists() else 0) == previous, where
+        assert train_in_process(folder, scores)["status"] == "completed", where
+        f2, b2, m2 = outcome(folder)
+        assert set(f2) == set(final), where
+        for name in final:
+            assert torch.equal(final[name], f2[name]), f"{where}: final {name}"
+            assert torch.equal(best[name], b2[name]), f"{where}: best {name}"
+        assert m2["results"] == metrics["results"], where
+        # every logged loss, learning rate, FLOP count and evaluation, each step once across the kill
+        assert m2["metrics.jsonl"] == metrics["metrics.jsonl"], where
