@@ -30,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+from fpt.config import default_data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "GLUE" / "SST-2"
+DATA = default_data_root() / "GLUE" / "SST-2"
 OUT = ROOT / "outputs" / "bench_fpt_sst2"
 RESULTS = ROOT / "benchmarks" / "results"
 BASE = ["model=minilm", "task=sst2", f"task.data_dir={DATA}", "task.max_train_samples=8000", "task.max_length=64",

@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fpt.config import default_data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "GLUE"
+SHARED = default_data_root() / "GLUE"
 SETUPS = {
     "sst2": ["task=sst2", f"task.data_dir={SHARED / 'SST-2'}", "task.max_train_samples=8000", "task.max_length=64",
              "trainer.max_steps=750", "trainer.eval_every=125"],

@@ -29,6 +29,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from fpt.config import default_data_root
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -124,7 +126,7 @@ def run(task: str, shared: Path, data: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="*", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=default_data_root())
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "tasks_real")
     args = parser.parse_args()
     shared, data = args.data.resolve(), (args.out / "data").resolve()

@@ -5,7 +5,9 @@ The YAML files in conf/<group>/ are validated against these schemas by Hydra
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -163,6 +165,16 @@ class ReleasedConfig:
     total_epochs: Optional[int] = None
 
 
+def default_data_root() -> Path:
+    """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `shared/data` folder beside it."""
+    return Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@dataclass
+class PathsConfig:
+    data_root: str = "../shared/data"   # benchmark files (conf/paths/default.yaml: $FPT_DATA_ROOT or ../shared/data)
+
+
 @dataclass
 class Config:
     model: ModelConfig = MISSING
@@ -171,6 +183,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42
     output_root: str = "outputs"
     run_dir: Optional[str] = None       # set at start-up to Hydra's output folder
@@ -182,5 +195,6 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, node in [("model", ModelConfig), ("task", TaskConfig), ("prompt", PromptConfig),
-                        ("schedule", ScheduleConfig), ("optim", OptimConfig), ("trainer", TrainerConfig)]:
+                        ("schedule", ScheduleConfig), ("optim", OptimConfig), ("trainer", TrainerConfig),
+                        ("paths", PathsConfig)]:
         cs.store(group=group, name=f"{group}_schema", node=node)

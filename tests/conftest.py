@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the benchmark files: $FPT_DATA_ROOT, or ../shared/data beside the repository (conf/paths/default.yaml)
+SHARED_DATA = Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def compose(*overrides: str):
