@@ -113,6 +113,8 @@ class ScheduleConfig:
     # per-site gate at 0: no effect at the join, grows in as it trains)
     new_layer_prefix: str = "init"
     stage_warmup_steps: int = 0         # > 0: linear LR warm-up over this many steps after each stage change
+    eval_final_at_stage_end: bool = False  # diagnostic: at each partial stage's end, also score the prompt on
+                                           # the model the run ends with (metrics.jsonl "eval_final_model")
     size: Optional[float] = None        # partial_* schedules: the kept share, interpolated into their stage
     num_score_examples: int = 1000      # activation scores (fpt/scores.py): validation examples, their seed,
     score_seed: int = 0

@@ -22,6 +22,7 @@ With no stages the full model trains for the whole run (vanilla prompt tuning).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -280,6 +281,22 @@ class Growth:
             for name, proj in zip(ffn.in_names, in_projs):
                 setattr(ffn.owner, name, proj)
             setattr(ffn.out_owner, ffn.out_name, out_proj)
+
+    def ends_partial_stage(self, step: int) -> bool:
+        """Whether `step` (steps done) is the last step of a stage before the final one."""
+        return any(st.end == step for st in self.stages[:-1])
+
+    @contextlib.contextmanager
+    def final_model(self):
+        """Within the block the model is shaped as the final stage (the prompt as it stands: joining prefixes
+        not copied, gates as they are); the current stage is rebuilt after. For diagnostics: how a partial
+        stage's prompt does on the model the run ends with."""
+        k = self._built
+        self._build(len(self.stages) - 1)
+        try:
+            yield
+        finally:
+            self._build(k)
 
     def _build(self, k: int) -> None:
         """Cut stage k's partial model from the full one (restored first, so this is deterministic)."""

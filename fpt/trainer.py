@@ -489,6 +489,8 @@ class Trainer:
                           "stage": self.growth.stage_index})
             if self.is_eval_step(self.step):
                 final = self.evaluate_and_keep_best(bar)
+            if self.cfg.schedule.eval_final_at_stage_end and self.growth.ends_partial_stage(self.step):
+                self.log_stage_end()
             if self.is_save_step(self.step):
                 self.save()
             _fault("after_step", self.step)
@@ -505,6 +507,15 @@ class Trainer:
             save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict(),
                          self._tensor_metadata("final"))
         return self.results(final, "completed")
+
+    def log_stage_end(self) -> None:
+        """Diagnostic (schedule.eval_final_at_stage_end): the prompt at the end of a partial stage, scored on that
+        stage's model and on the model the run ends with."""
+        partial = self.evaluate()
+        with self.growth.final_model():
+            final_model = self.evaluate()
+        self.log({"step": self.step, "stage": self.growth.stage_index, "eval_stage_model": partial,
+                  "eval_final_model": final_model})
 
     def evaluate_and_keep_best(self, bar) -> dict:
         final = self.evaluate()

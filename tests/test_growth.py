@@ -613,3 +613,28 @@ def test_gated_t5_generates_the_same_with_and_without_cache(attn):
         plain = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
                                         max_new_tokens=6, use_cache=False)
     assert torch.equal(cached, plain)
+
+
+def test_stage_end_diagnostic_scores_the_final_model_and_leaves_training_unchanged(tmp_path):
+    """schedule.eval_final_at_stage_end logs, at each partial stage's end, the prompt scored on that stage's model
+    and on the final one, and does not change what is trained; a stage that keeps the whole model scores the same
+    on both."""
+    from fpt.trainer import Trainer
+
+    def run(name: str, *extra: str):
+        cfg = compose(*TINY_FPT, "schedule=fpt", "prompt.dropout=0", f"output_root={tmp_path / name}", *extra)
+        results = Trainer(cfg, tmp_path / name / "run").run()
+        lines = [json.loads(x) for x in (tmp_path / name / "run" / "metrics.jsonl").read_text().splitlines()]
+        return results, load_file(tmp_path / name / "run" / "trainable_final.safetensors"), lines
+
+    plain, plain_final, _ = run("plain", STAGES)
+    diag, diag_final, lines = run("diag", STAGES, "schedule.eval_final_at_stage_end=true")
+    assert set(plain_final) == set(diag_final) and all(torch.equal(plain_final[k], diag_final[k]) for k in plain_final)
+    assert diag["final"] == plain["final"]
+    ends = [x for x in lines if "eval_final_model" in x]
+    assert [(x["step"], x["stage"]) for x in ends] == [(4, 0), (8, 1)]
+    evals = {x["step"]: x["eval"] for x in lines if "eval" in x}
+    assert all(x["eval_stage_model"] == evals[x["step"]] for x in ends)  # the partial model's own score
+    _, _, same = run("same", "schedule.stages=[{steps: 4}, {}]", "schedule.eval_final_at_stage_end=true")
+    [end] = [x for x in same if "eval_final_model" in x]
+    assert end["eval_final_model"] == end["eval_stage_model"]
