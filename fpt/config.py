@@ -155,6 +155,7 @@ class Config:
     schedule: ScheduleConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
+    logger: dict[str, Any] = field(default_factory=dict)  # conf/logger/: {name: {_target_, options}} (fpt/loggers.py)
     seed: int = 42
     output_root: str = "outputs"
     run_dir: Optional[str] = None       # set at start-up to Hydra's output folder

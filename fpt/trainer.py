@@ -25,6 +25,7 @@ from . import distributed as dist
 from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
                          write_json)
 from .flops import step_flops
+from .loggers import build_loggers, check_loggers, scalars_of
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
 from .tasks import collate, read_rows
@@ -121,6 +122,8 @@ class Trainer:
         self.task, self.tcfg = cfg.task, cfg.trainer
         self.device = pick_device(self.tcfg.device)
         self.is_main = dist.rank() == 0
+        if self.is_main:
+            check_loggers(cfg.get("logger"))  # a missing wandb/mlflow fails now, not after loading data and model
         if self.tcfg.threads:
             torch.set_num_threads(self.tcfg.threads)
         seed_everything(cfg.seed)
@@ -167,7 +170,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if self.device.type == "cuda" and self.tcfg.bf16 else nullcontext())
-        self.writer = None
+        self.loggers = None  # fpt/loggers.py, opened in run() on the main rank
 
     def _features(self, split):
         rows = read_rows(self.task, split)
@@ -220,14 +223,8 @@ class Trainer:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, dict):
-                    for k, v in value.items():
-                        if isinstance(v, (int, float)):
-                            self.writer.add_scalar(f"{key}/{k}", v, record["step"])
-                elif isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(f"train/{key}", value, record["step"])
+        if self.loggers is not None:
+            self.loggers.log_scalars(scalars_of(record), record["step"])
 
     def _truncate_log(self, step: int) -> None:
         path = self.run_dir / "metrics.jsonl"
@@ -281,13 +278,21 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
+        try:
+            return self._run()
+        except BaseException:
+            if self.loggers is not None:
+                self.loggers.close(failed=True)
+            raise
+
+    def _run(self) -> dict:
         resumed = self.load()
         if not resumed:
             self.growth.enter(0)
         self.ddp_model = dist.wrap(self.model, self.device)
         if self.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self.loggers = build_loggers(self.cfg.get("logger"), self.run_dir, start_step=self.step)
+            self.loggers.log_hparams(OmegaConf.to_container(self.cfg, resolve=True))
         self.model.train()
         save_every = self.tcfg.save_every or self.tcfg.eval_every
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.task.name} {self.cfg.prompt.type}",
@@ -330,8 +335,9 @@ class Trainer:
             final = self.evaluate()
         if self.is_main:
             save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict())
-        if self.writer is not None:
-            self.writer.close()
+        if self.loggers is not None:
+            loggers, self.loggers = self.loggers, None
+            loggers.close()
         return self.results(final, "completed")
 
     def results(self, final: dict | None, status: str, error: str | None = None) -> dict:
