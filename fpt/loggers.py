@@ -16,6 +16,7 @@ import importlib
 import inspect
 import io
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ class WandbLogger(Logger):
         super().__init__(run_dir, start_step)
         wandb = _import("wandb", "wandb")
         id_file = self.run_dir / "wandb_run.json"
-        run_id = json.loads(id_file.read_text())["id"] if id_file.exists() else wandb.util.generate_id()
+        run_id = json.loads(id_file.read_text())["id"] if id_file.exists() else uuid.uuid4().hex[:12]
         write_json(id_file, {"id": run_id})
         self.run = wandb.init(project=project, entity=entity, mode=mode, tags=list(tags or []),
                               name=name or self.run_dir.name, id=run_id, resume="allow", dir=str(self.run_dir),
