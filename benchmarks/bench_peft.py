@@ -39,7 +39,8 @@ PACKAGES = ("torch", "transformers", "peft")
 def versions() -> tuple[str, list[str]]:
     """("torch 2.13.0, transformers 5.23.0, peft 0.21.2", those that differ from constraints.txt)."""
     from importlib.metadata import version
-    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", CONSTRAINTS.read_text(), re.M)) if CONSTRAINTS.is_file() else {}
+    text = CONSTRAINTS.read_text() if CONSTRAINTS.is_file() else ""
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M))
     installed = {p: version(p) for p in PACKAGES}
     differ = [f"{p} {v} (constraints.txt: {pinned[p]})" for p, v in installed.items()
               if p in pinned and v.split("+")[0] != pinned[p]]
@@ -115,7 +116,8 @@ def main():
         timed_steps(peft_step, data[:1])
     except Exception as err:
         sys.exit(f"PEFT PrefixTuning failed with {used}: {type(err).__name__}: {err}\n"
-                 f"The comparison ran with the versions in {CONSTRAINTS.name}: pip install -c constraints.txt \".[dev]\""
+                 f"The comparison ran with the versions in {CONSTRAINTS.name}: "
+                 f"pip install -c constraints.txt \".[dev]\""
                  + (f" (differing here: {', '.join(differ)})" if differ else ""))
     for fn in (ours_step, peft_step, forward_only):  # warm-up
         timed_steps(fn, data[:2])

@@ -145,8 +145,8 @@ def group_keys(jobs: list[Job]) -> tuple[list[str], list[str]]:
     keys = []
     for job in jobs:
         keys += [k for k in job.config if k not in keys]
-    differing = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_GROUPS) and len({json.dumps(j.config.get(k), default=str)
-                                                                for j in jobs}) > 1]
+    differing = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_GROUPS)
+                 and len({json.dumps(j.config.get(k), default=str) for j in jobs}) > 1]
     shown = []
     for key in differing:
         if key in IDENTITY.values():

@@ -122,7 +122,8 @@ class CSVLogger(Logger):
     def log_hparams(self, hparams):
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(
-            [["name", "value"]] + [[k, v if isinstance(v, str) else json.dumps(v)] for k, v in flatten(hparams).items()])
+            [["name", "value"]] + [[k, v if isinstance(v, str) else json.dumps(v)]
+                                   for k, v in flatten(hparams).items()])
         write_text(self.folder / "hparams.csv", buf.getvalue())
 
     def log_scalars(self, scalars, step):
@@ -279,11 +280,12 @@ def build_loggers(spec, run_dir: Path, start_step: int = 0) -> Loggers:
         for name, options in plain.items():
             backend = _backend(name, options)
             kwargs = {k: v for k, v in options.items() if k != "_target_"}
-            accepted = inspect.signature(backend).parameters
-            unknown = sorted(set(kwargs) - set(accepted) - {"run_dir", "start_step"})
-            if unknown or {"run_dir", "start_step"} & set(kwargs):
-                raise ValueError(f"logger.{name}: unknown option(s) {unknown or ['run_dir/start_step']} for "
-                                 f"{options['_target_']}; it takes {[k for k in accepted if k not in ('run_dir', 'start_step')]}")
+            given = {"run_dir", "start_step"}  # given by the trainer, not by the config
+            options_taken = [k for k in inspect.signature(backend).parameters if k not in given]
+            unknown = sorted(set(kwargs) - set(options_taken))
+            if unknown:
+                raise ValueError(f"logger.{name}: unknown option(s) {unknown} for {options['_target_']}; "
+                                 f"it takes {options_taken}")
             built.append(backend(run_dir, start_step, **kwargs))
     except BaseException:
         Loggers(built).close(failed=True)

@@ -126,10 +126,15 @@ def test_wandb_offline_run_holds_config_and_scalars(tmp_path, monkeypatch):
     logger.log_hparams(HPARAMS)
     logger.log_scalars({"eval/accuracy": 0.75, "train/loss": 0.5}, 2)
     logger.close()
+    import wandb
+    wandb.teardown()  # wandb's service writes the run file in the background: wait for it (as at process exit)
     run_id = json.loads((tmp_path / "wandb_run.json").read_text())["id"]
     [offline] = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
     records = _wandb_records(offline)
-    config = {u.key: json.loads(u.value_json) for r in records if r.HasField("config") for u in r.config.update}
+    # the config arrives in config records, or in the run record when it was set before the run started
+    updates = [u for r in records if r.HasField("config") for u in r.config.update]
+    updates += [u for r in records if r.HasField("run") for u in r.run.config.update]
+    config = {u.key: json.loads(u.value_json) for u in updates}
     assert config["optim"] == {"lr": 0.0123, "betas": [0.9, 0.999]} and config["model"] == {"name": "tiny-bert"}
     [history] = [r.history for r in records if r.HasField("history")]
     items = {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in history.item}

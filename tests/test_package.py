@@ -57,7 +57,8 @@ def test_installed_layout_composes_from_its_own_configs_in_any_folder(wheel, tmp
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    code = "import fpt, sys; from fpt.cli import train; print(fpt.__file__, fpt.CONF_DIR); sys.argv[0] = 'fpt-train'; train()"
+    code = ("import fpt, sys; from fpt.cli import train; print(fpt.__file__, fpt.CONF_DIR); "
+            "sys.argv[0] = 'fpt-train'; train()")
     proc = subprocess.run([sys.executable, "-c", code, "--cfg", "job", "task=rte", "logger=csv"], cwd=elsewhere,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
