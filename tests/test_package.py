@@ -67,7 +67,7 @@ def test_installed_layout_composes_from_its_own_configs_in_any_folder(wheel, tmp
     assert "name: rte" in config and "fpt.loggers.CSVLogger" in config and not any(elsewhere.iterdir())
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077], ids=oct)
 def test_outputs_are_as_readable_as_the_umask_says(tmp_path, umask):
     from fpt.scores import save_scores
     old = os.umask(umask)
