@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -25,7 +26,8 @@ def train(cfg) -> float:
     hc = HydraConfig.get()
     search = hc.runtime.choices.get("hparams_search")
     if search not in (None, "null") and hc.mode != RunMode.MULTIRUN:
-        raise ValueError(f"hparams_search={search} is a sweep: add -m (fpt-train -m hparams_search={search} ...)")
+        command = "fpt-train" if os.path.basename(sys.argv[0]) == "fpt-train" else "python train.py"
+        raise ValueError(f"hparams_search={search} is a sweep: add -m ({command} -m hparams_search={search} ...)")
     if hc.runtime.choices.get("hydra/launcher") == "local_gpus" and cfg.trainer.device == "auto":
         cfg.trainer.device = "free"  # a GPU of its own for each concurrent job (conf/hydra/launcher/local_gpus.yaml)
     from .run import main

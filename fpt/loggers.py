@@ -77,7 +77,15 @@ def _import(package: str, logger: str):
 
 
 def _keep_until(rows: list, step: int, step_of) -> list:
-    return [row for row in rows if step_of(row) <= step]
+    """The rows logged at or before `step`; a row torn by a kill mid-write (unreadable) is dropped."""
+    kept = []
+    for row in rows:
+        try:
+            if step_of(row) <= step:
+                kept.append(row)
+        except (ValueError, IndexError, KeyError, TypeError):
+            continue
+    return kept
 
 
 # --------------------------------------------------------------------------- backends
@@ -106,6 +114,13 @@ class TensorBoardLogger(Logger):
         self.writer.close()
 
 
+def _csv_step(row: list) -> int:
+    if len(row) != 3:
+        raise ValueError(row)
+    float(row[2])
+    return int(row[0])
+
+
 class CSVLogger(Logger):
     """<run_dir>/<subdir>/scalars.csv (step,name,value: one row per scalar) and hparams.csv (name,value)."""
 
@@ -114,7 +129,7 @@ class CSVLogger(Logger):
         self.folder = self.run_dir / subdir
         path = self.folder / "scalars.csv"
         rows = list(csv.reader(path.open(newline=""))) if path.exists() else []
-        kept = [["step", "name", "value"]] + _keep_until(rows[1:], start_step, lambda row: int(row[0]))
+        kept = [["step", "name", "value"]] + _keep_until(rows[1:], start_step, _csv_step)
         write_text(path, "".join(f"{','.join(row)}\n" for row in kept))
         self.file = path.open("a", newline="")
         self.writer = csv.writer(self.file, lineterminator="\n")
