@@ -5,9 +5,14 @@
 Both train MiniLM (all-MiniLM-L6-v2) on SST-2 rows (../shared/data, or the bundled sample), in the same
 process, alternating in rounds so machine noise hits both alike. Prints examples/s for each, their
 ratio, and our train-step time over the frozen model's plain forward time on the same batches.
+
+Run it with the versions in constraints.txt (pip install -c constraints.txt ".[dev]"): PEFT's PrefixTuning
+stopped running on BERT with transformers 5.24 (peft 0.21.2). The versions used are printed, and any that
+differ from constraints.txt are named.
 """
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +32,19 @@ from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
 from fpt.tasks import collate, encode, read_rows  # noqa: E402
 
 SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "GLUE" / "SST-2"
+CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
+PACKAGES = ("torch", "transformers", "peft")
+
+
+def versions() -> tuple[str, list[str]]:
+    """("torch 2.13.0, transformers 5.23.0, peft 0.21.2", those that differ from constraints.txt)."""
+    from importlib.metadata import version
+    text = CONSTRAINTS.read_text() if CONSTRAINTS.is_file() else ""
+    pinned = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M))
+    installed = {p: version(p) for p in PACKAGES}
+    differ = [f"{p} {v} (constraints.txt: {pinned[p]})" for p, v in installed.items()
+              if p in pinned and v.split("+")[0] != pinned[p]]
+    return ", ".join(f"{p} {v}" for p, v in installed.items()), differ
 
 
 def config(prompt_length: int):
@@ -58,6 +76,8 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is least noisy on a shared machine)")
     args = ap.parse_args()
+    used, differ = versions()
+    print(f"versions: {used}" + (f"; NOT the tested ones: {', '.join(differ)}" if differ else " (as constraints.txt)"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = config(args.prompt_length)
@@ -92,6 +112,13 @@ def main():
         frozen(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                token_type_ids=batch["token_type_ids"])
 
+    try:
+        timed_steps(peft_step, data[:1])
+    except Exception as err:
+        sys.exit(f"PEFT PrefixTuning failed with {used}: {type(err).__name__}: {err}\n"
+                 f"The comparison ran with the versions in {CONSTRAINTS.name}: "
+                 f"pip install -c constraints.txt \".[dev]\""
+                 + (f" (differing here: {', '.join(differ)})" if differ else ""))
     for fn in (ours_step, peft_step, forward_only):  # warm-up
         timed_steps(fn, data[:2])
     totals = {"fpt": 0.0, "peft": 0.0, "forward": 0.0}

@@ -18,6 +18,18 @@ from safetensors.torch import save_file
 from .identity import TRAINER_RUNTIME_KEYS as RUNTIME_KEYS  # noqa: F401  (fpt.collect ignores these trainer keys)
 
 
+def file_mode() -> int:
+    """The mode open() would give a new file (0o666 minus the umask): mkstemp's 0600 would hide results
+    from the rest of a research group sharing a file system."""
+    try:  # Linux: read it without changing it (os.umask sets it process-wide, a race with other threads)
+        with open("/proc/self/status") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic(path: Path, write, before_rename=None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +38,7 @@ def _atomic(path: Path, write, before_rename=None) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         if before_rename is not None:
             before_rename()
@@ -55,6 +68,7 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     os.close(fd)
     try:
         save_file(flat, tmp, metadata=metadata)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,15 +1,19 @@
 """Turn a sweep into a results table: `python -m fpt.collect outputs/multirun/<sweep> [more sweeps] [--plot]`.
 
+A folder may also be a single run (`python -m fpt.collect outputs/2026-01-01/12-00-00`).
+
 Reads every job folder's results.json and config.yaml (following run_link.json when a re-run skipped or
 resumed an earlier run), groups the jobs by every config value that differs between them except the seed,
 and writes next to the sweep (or to --out):
 
   results.md   the tables printed on stdout: one row per configuration (mean ± std over seeds and the
                count), the best configuration per (task, model, prompt, schedule), failed/unfinished jobs
-  results.csv  one row per configuration, every dev metric's mean and std
-  best.csv     the best configuration per (task, model, prompt, schedule)
+  results.csv  one row per configuration: numbers only in number columns (<x>_mean and <x>_std separate,
+               empty when undefined), e.g. pandas.read_csv(...).sort_values("best_mean")
+  best.csv     the best configuration per (task, model, prompt, schedule), numeric as results.csv
   jobs.csv     one row per job, with its status and error
-  curves.png   (--plot) dev metric against cumulative training FLOPs, one line per configuration
+  curves.png   (--plot) dev metric against cumulative training FLOPs, per configuration the mean over
+               seeds and a band of ± one standard deviation
 
 "best" is the best dev value of the task's selection metric during a run (the one train.py returns),
 "final" its value at the last step. std is the sample standard deviation (n - 1); blank when n = 1.
@@ -19,19 +23,19 @@ when the sweep has one.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import OmegaConf
 
-from .checkpoint import RUNTIME_KEYS
+from .checkpoint import RUNTIME_KEYS, write_text
 
 IDENTITY = {"task": "task.name", "model": "model.name", "prompt": "prompt.type", "schedule": "schedule.name"}
-IGNORED = {"seed", "run_dir", "output_root"} | {f"trainer.{k}" for k in RUNTIME_KEYS}
+IGNORED = {"seed", "run_dir", "output_root", "logger"} | {f"trainer.{k}" for k in RUNTIME_KEYS}
+IGNORED_GROUPS = ("logger.",)  # where metrics were shown, not what a run computed
 JOB_MARKERS = ("results.json", "run_state.json", "run_link.json", ".hydra")
 
 
@@ -51,13 +55,20 @@ class Job:
         return self.results.get("error", "")
 
 
+def is_job_folder(path: Path) -> bool:
+    return any((path / m).exists() for m in JOB_MARKERS)
+
+
 def find_job_folders(root: Path) -> list[Path]:
-    """Folders under root holding a job (results, run state, a link to an earlier run, or Hydra's .hydra/)."""
+    """Root itself if it is a job's folder (a single run), else the folders under it holding a job
+    (results, run state, a link to an earlier run, or Hydra's .hydra/)."""
+    if is_job_folder(root):
+        return [root]
     found = []
     for path in sorted(root.iterdir()):
         if not path.is_dir() or path.name.startswith("."):
             continue
-        if any((path / m).exists() for m in JOB_MARKERS):
+        if is_job_folder(path):
             found.append(path)
         else:
             found += find_job_folders(path)
@@ -134,8 +145,8 @@ def group_keys(jobs: list[Job]) -> tuple[list[str], list[str]]:
     keys = []
     for job in jobs:
         keys += [k for k in job.config if k not in keys]
-    differing = [k for k in keys if k not in IGNORED and len({json.dumps(j.config.get(k), default=str)
-                                                                for j in jobs}) > 1]
+    differing = [k for k in keys if k not in IGNORED and not k.startswith(IGNORED_GROUPS)
+                 and len({json.dumps(j.config.get(k), default=str) for j in jobs}) > 1]
     shown = []
     for key in differing:
         if key in IDENTITY.values() or key.startswith("released."):
@@ -157,67 +168,83 @@ def _determined_by(jobs, key, by) -> bool:
     return True
 
 
-@dataclass
-class Row:
-    values: dict                    # group key -> value (plus task/model/prompt/schedule)
-    jobs: list[Job]
-
-    @property
-    def done(self) -> list[Job]:
-        return [j for j in self.jobs if j.status == "completed"]
-
-    @property
-    def metric(self) -> str:
-        return self.done[0].results["metric"] if self.done else self.jobs[0].config.get("task.metric", "")
-
-    def stat(self, part: str, metric: str | None = None) -> tuple[float, float]:
-        """(mean, std) of results[part][metric] over the completed seeds."""
-        values = [j.results.get(part, {}).get(metric or self.metric) for j in self.done]
-        return _mean_std([v for v in values if v is not None])
-
-    def mean_of(self, key: str) -> float:
-        return _mean_std([j.results[key] for j in self.done if j.results.get(key) is not None])[0]
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+def job_frame(jobs: list[Job], keys: list[str], shown: list[str]) -> pd.DataFrame:
+    """One row per job: its group (the values of `keys`), the shown columns, seed, status and its numbers."""
+    records = []
+    for j in jobs:
+        r, done = j.results, j.status == "completed"
+        metric = r.get("metric") or j.config.get("task.metric", "")
+        rec = {"group": tuple(json.dumps(j.config.get(k), default=str) for k in keys),
+               **{name: j.config.get(key, r.get(name)) for name, key in IDENTITY.items()},
+               **{k: j.config.get(k) for k in shown},
+               "seed": j.config.get("seed", r.get("seed")), "done": done, "metric": metric, "run_dir": j.run_dir,
+               "released": {k[len("released."):]: v for k, v in j.config.items() if k.startswith("released.")}}
+        if done:
+            rec.update({"best": r.get("best", {}).get(metric), "final": r.get("final", {}).get(metric),
+                        "train_flops": r.get("train_flops"), "train_seconds": r.get("train_seconds"),
+                        "best_epoch": r.get("best_epoch")})
+            rec.update({f"best_{m}": v for m, v in r.get("best", {}).items()})
+        records.append(rec)
+    frame = pd.DataFrame(records, dtype=object)  # config values as they are (None stays None)
+    for col in frame.columns:
+        if col in ("best", "final", "train_flops", "train_seconds") or col.startswith("best_"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
 
 
-def make_rows(jobs: list[Job]) -> tuple[list[Row], list[str]]:
+def make_table(jobs: list[Job]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per configuration (jobs grouped by every differing config value but the seed), sorted by its
+    columns: the shown columns, n (completed seeds), jobs, seeds, metric, <x>_mean and <x>_std over the
+    completed seeds (pandas' std: the sample standard deviation, NaN when n = 1), the completed run folders,
+    and cost relative to vanilla prompt tuning."""
     keys, shown = group_keys(jobs)
     columns = list(IDENTITY) + shown
-    groups: dict[tuple, Row] = {}
-    for job in jobs:
-        values = {name: job.config.get(key, job.results.get(name)) for name, key in IDENTITY.items()}
-        values.update({k: job.config.get(k) for k in shown})
-        ident = tuple(json.dumps(job.config.get(k), default=str) for k in keys)
-        groups.setdefault(ident, Row(values, [])).jobs.append(job)
-    rows = sorted(groups.values(), key=lambda r: [_sortable(r.values[c]) for c in columns])
-    return rows, columns
+    frame = job_frame(jobs, keys, shown)
+    numbers = [c for c in frame.columns if c in ("best", "final", "train_flops", "train_seconds")
+               or c.startswith("best_")]
+    # done first, so a configuration's metric and run folders come from its completed jobs
+    grouped = frame.sort_values("done", ascending=False, kind="stable").groupby("group", sort=False)
+    table = grouped[columns + ["metric", "released"]].nth(0).set_index(grouped["group"].nth(0))
+    table["n"] = grouped["done"].sum().astype(int)
+    table["jobs"] = grouped.size()
+    done = frame[frame["done"].astype(bool)].groupby("group", sort=False)
+    table["seeds"] = done["seed"].agg(lambda s: " ".join(map(str, s)))
+    table["run_dirs"] = done["run_dir"].agg(list)
+    if numbers:
+        stats = done[numbers].agg(["mean", "std"])
+        stats.columns = [f"{c}_{s}" for c, s in stats.columns]
+        table = table.join(stats)
+    for col in [f"{c}_{s}" for c in ("best", "final", "train_flops", "train_seconds") for s in ("mean", "std")]:
+        if col not in table:
+            table[col] = math.nan
+    table["seeds"] = table["seeds"].fillna("")
+    table["run_dirs"] = table["run_dirs"].apply(lambda x: x if isinstance(x, list) else [])
+    order = sorted(table.index, key=lambda g: [_sortable(table.at[g, c]) for c in columns])
+    table = table.loc[order].reset_index(drop=True)
+    ref = [vanilla_of(table.loc[i], table, columns) for i in table.index]
+    table["flops_vs_vanilla"] = [table.at[i, "train_flops_mean"] / table.at[k, "train_flops_mean"]
+                                 if k is not None else math.nan for i, k in enumerate(ref)]
+    table["seconds_vs_vanilla"] = [table.at[i, "train_seconds_mean"] / table.at[k, "train_seconds_mean"]
+                                   if k is not None else math.nan for i, k in enumerate(ref)]
+    table["has_reference"] = [k is not None and k != i for i, k in enumerate(ref)]
+    return table, columns
 
 
-def vanilla_of(row: Row, rows: list[Row], columns: list[str]) -> Row | None:
-    """The vanilla prompt-tuning row with everything else equal (schedule.* aside)."""
+def vanilla_of(row: pd.Series, table: pd.DataFrame, columns: list[str]):
+    """The index of the vanilla prompt-tuning row with everything else equal (schedule.* aside), if completed."""
     same = [c for c in columns if c != "schedule" and not c.startswith("schedule.")]
-    for other in rows:
-        if other.values["schedule"] == "none" and all(other.values[c] == row.values[c] for c in same):
-            return other
+    for k in table.index:
+        other = table.loc[k]
+        if other["schedule"] == "none" and other["n"] and row["n"] and all(other[c] == row[c] for c in same):
+            return k
     return None
 
 
-def best_rows(rows: list[Row]) -> list[Row]:
-    """Per (task, model, prompt, schedule): the configuration with the highest mean best metric."""
-    best: dict[tuple, Row] = {}
-    for row in rows:
-        mean = row.stat("best")[0]
-        if math.isnan(mean):
-            continue
-        cell = tuple(row.values[c] for c in IDENTITY)
-        if cell not in best or mean > best[cell].stat("best")[0]:
-            best[cell] = row
-    return list(best.values())
+def best_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, model, prompt, schedule): the configuration with the highest mean best metric (the first on ties)."""
+    ranked = table.dropna(subset=["best_mean"]).sort_values("best_mean", ascending=False, kind="stable")
+    winners = ranked.drop_duplicates(subset=list(IDENTITY)).index
+    return table.loc[table.index.isin(winners)]
 
 
 # --------------------------------------------------------------------------- tables
@@ -231,61 +258,62 @@ def _num(x: float, fmt: str) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def summary_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
-    relative = {id(r): vanilla_of(r, rows, columns) for r in rows}
-    with_ref = any(relative[id(r)] not in (None, r) for r in rows)
-    best = {id(r) for r in best_rows(rows)}
+def summary_table(table: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[list[str]]]:
+    with_ref = bool(table["has_reference"].any())
+    best = set(best_rows(table).index)
     header = columns + ["n", "metric", "best", "final", "train FLOPs", "train s"]
     if with_ref:
         header += ["FLOPs vs PT", "time vs PT"]
-    if any(len(r.done) < len(r.jobs) for r in rows):
+    not_done = table["jobs"] - table["n"]
+    if not_done.any():
         header += ["not done"]
     body = []
-    for r in rows:
-        flops, secs = r.mean_of("train_flops"), r.mean_of("train_seconds")
-        line = [str(r.values[c]) for c in columns] + [
-            str(len(r.done)), r.metric, _pm(*r.stat("best")) + (" *" if id(r) in best else ""),
-            _pm(*r.stat("final")), _num(flops, ".3g"), _num(secs, ".1f")]
+    for i, r in table.iterrows():
+        line = [str(r[c]) for c in columns] + [
+            str(r["n"]), r["metric"], _pm(r["best_mean"], r["best_std"]) + (" *" if i in best else ""),
+            _pm(r["final_mean"], r["final_std"]), _num(r["train_flops_mean"], ".3g"),
+            _num(r["train_seconds_mean"], ".1f")]
         if with_ref:
-            ref = relative[id(r)]
-            line += [_num(flops / ref.mean_of("train_flops"), ".2f") + "x", _num(secs / ref.mean_of("train_seconds"),
-                     ".2f") + "x"] if ref is not None and ref.done and r.done else ["", ""]
+            line += [_num(r["flops_vs_vanilla"], ".2f") + "x", _num(r["seconds_vs_vanilla"], ".2f") + "x"] \
+                if not math.isnan(r["flops_vs_vanilla"]) else ["", ""]
         if "not done" in header:
-            line.append(str(len(r.jobs) - len(r.done)))
+            line.append(str(not_done[i]))
         body.append(line)
     return header, body
 
 
-def best_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
-    extra = [c for c in columns if c not in IDENTITY]
+def _configuration(r: pd.Series, columns: list[str]) -> str:
+    return " ".join(f"{c}={r[c]}" for c in columns if c not in IDENTITY) or "-"
+
+
+def best_table(table: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[list[str]]]:
     header = list(IDENTITY) + ["configuration", "n", "metric", "best"]
-    body = [[str(r.values[c]) for c in IDENTITY] + [" ".join(f"{c}={r.values[c]}" for c in extra) or "-",
-                                                     str(len(r.done)), r.metric, _pm(*r.stat("best"))]
-            for r in best_rows(rows)]
+    body = [[str(r[c]) for c in IDENTITY] + [_configuration(r, columns), str(r["n"]), r["metric"],
+                                             _pm(r["best_mean"], r["best_std"])]
+            for _, r in best_rows(table).iterrows()]
     return header, body
 
 
-def released_table(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list[str]]]:
+def released_table(table: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[list[str]]]:
     """Configurations that record a published result (`released:`, e.g. experiment=ptv2/...): ours next to it.
 
     Ours is the mean ± std over seeds of the best-dev-step value of each released metric, x100 as papers print.
     """
-    extra = [c for c in columns if c not in IDENTITY]
     header = ["task", "model", "configuration", "metric", "n", "ours", "released", "ours - released",
               "best epoch: ours / released", "source"]
     body = []
-    for r in rows:
-        config = r.jobs[0].config
-        prefix = "released.metrics."
-        for key in [k for k in config if k.startswith(prefix)]:
-            metric, value = key[len(prefix):], float(config[key])
-            mean, std = r.stat("best", metric)
+    for _, r in table.iterrows():
+        released = r["released"] if isinstance(r["released"], dict) else {}
+        prefix = "metrics."
+        for key in [k for k in released if k.startswith(prefix)]:
+            metric, value = key[len(prefix):], float(released[key])
+            mean, std = r.get(f"best_{metric}_mean", math.nan), r.get(f"best_{metric}_std", math.nan)
             ours = "" if math.isnan(mean) else f"{100 * mean:.1f}" + ("" if math.isnan(std) else f" ± {100 * std:.1f}")
-            body.append([str(r.values["task"]), str(r.values["model"]),
-                         " ".join(f"{c}={r.values[c]}" for c in extra) or "-", metric, str(len(r.done)), ours,
+            epoch = r.get("best_epoch_mean", math.nan)
+            body.append([str(r["task"]), str(r["model"]), _configuration(r, columns), metric, str(r["n"]), ours,
                          f"{value:.1f}", "" if math.isnan(mean) else f"{100 * mean - value:+.1f}",
-                         f"{_num(r.mean_of('best_epoch'), '.0f') or '?'} / {config.get('released.best_epoch') or '?'}",
-                         str(config.get("released.source", ""))])
+                         f"{_num(epoch, '.0f') or '?'} / {released.get('best_epoch') or '?'}",
+                         str(released.get("source", ""))])
     return header, body
 
 
@@ -313,72 +341,66 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- files
-def write_csv(path: Path, header: list[str], body: list[list]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(body)
+# --------------------------------------------------------------------------- files (numbers only in number columns)
+def results_frame(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    metrics = [c.removeprefix("best_").removesuffix("_mean") for c in table.columns
+               if c.startswith("best_") and c.endswith("_mean") and c != "best_mean"]
+    out = table[columns + ["n"]].copy()
+    out["not_done"] = table["jobs"] - table["n"]
+    out = out.join(table[["seeds", "metric", "best_mean", "best_std", "final_mean", "final_std"]])
+    out = out.join(table[[f"best_{m}_{s}" for m in metrics for s in ("mean", "std")]])
+    return out.join(table[["train_flops_mean", "train_flops_std", "train_seconds_mean", "train_seconds_std",
+                           "flops_vs_vanilla", "seconds_vs_vanilla"]])
 
 
-def results_csv(rows: list[Row], columns: list[str]) -> tuple[list[str], list[list]]:
-    metrics = []
-    for r in rows:
-        for j in r.done:
-            metrics += [m for m in j.results.get("best", {}) if m not in metrics]
-    header = columns + ["n", "not_done", "seeds", "metric", "best_mean", "best_std", "final_mean", "final_std"]
-    header += [f"best_{m}_{s}" for m in metrics for s in ("mean", "std")]
-    header += ["train_flops_mean", "train_seconds_mean", "flops_vs_vanilla", "seconds_vs_vanilla"]
-    body = []
-    for r in rows:
-        ref = vanilla_of(r, rows, columns)
-        flops, secs = r.mean_of("train_flops"), r.mean_of("train_seconds")
-        line = [r.values[c] for c in columns] + [len(r.done), len(r.jobs) - len(r.done),
-                                                 " ".join(str(j.config.get("seed")) for j in r.done), r.metric,
-                                                 *r.stat("best"), *r.stat("final")]
-        line += [x for m in metrics for x in r.stat("best", m)]
-        line += [flops, secs] + ([flops / ref.mean_of("train_flops"), secs / ref.mean_of("train_seconds")]
-                                 if ref is not None and ref.done and r.done else ["", ""])
-        body.append(["" if isinstance(x, float) and math.isnan(x) else x for x in line])
-    return header, body
+def best_frame(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    best = best_rows(table)
+    out = best[list(IDENTITY)].copy()
+    out["configuration"] = [_configuration(r, columns) for _, r in best.iterrows()]
+    return out.join(best[[c for c in columns if c not in IDENTITY] + ["n", "metric", "best_mean", "best_std",
+                                                                     "final_mean", "final_std"]])
 
 
-def jobs_csv(jobs: list[Job], roots: list[Path]) -> tuple[list[str], list[list]]:
-    header = ["job", "status", "run_dir", "task", "model", "prompt", "schedule", "seed", "metric", "best", "final",
-              "train_flops", "train_seconds", "overrides", "error", "note"]
-    body = []
+def jobs_frame(jobs: list[Job], roots: list[Path]) -> pd.DataFrame:
+    rows = []
     for j in jobs:
         r, metric = j.results, j.results.get("metric", j.config.get("task.metric", ""))
-        body.append([_relative(j.folder, roots), j.status, str(j.run_dir)] +
-                    [j.config.get(IDENTITY[c], r.get(c, "")) for c in IDENTITY] +
-                    [j.config.get("seed", r.get("seed", "")), metric, r.get("best", {}).get(metric, ""),
-                     r.get("final", {}).get(metric, ""), r.get("train_flops", ""), r.get("train_seconds", ""),
-                     " ".join(j.overrides), (j.error.splitlines() or [""])[0], j.note])
-    return header, body
+        rows.append({"job": _relative(j.folder, roots), "status": j.status, "run_dir": str(j.run_dir),
+                     **{c: j.config.get(IDENTITY[c], r.get(c)) for c in IDENTITY},
+                     "seed": j.config.get("seed", r.get("seed")), "metric": metric,
+                     "best": r.get("best", {}).get(metric), "final": r.get("final", {}).get(metric),
+                     "train_flops": r.get("train_flops"), "train_seconds": r.get("train_seconds"),
+                     "overrides": " ".join(j.overrides), "error": (j.error.splitlines() or [""])[0],
+                     "note": j.note})
+    return pd.DataFrame(rows)
 
 
-def plot(rows: list[Row], columns: list[str], path: Path) -> None:
-    """Dev metric against cumulative training FLOPs, mean over seeds, one line per configuration."""
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    write_text(path, frame.to_csv(index=False))
+
+
+def plot(table: pd.DataFrame, columns: list[str], path: Path) -> None:
+    """Dev metric against cumulative training FLOPs: per configuration the mean over seeds and a band of
+    ± one standard deviation (where two or more seeds reached a step)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r.values["task"], r.metric) for r in rows if r.done})
-    varying = [c for c in columns if c != "task" and len({str(r.values[c]) for r in rows}) > 1]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    done = table[table["n"] > 0]
+    panels = sorted({(r["task"], r["metric"]) for _, r in done.iterrows()})
+    varying = [c for c in columns if c != "task" and table[c].astype(str).nunique() > 1]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
     for ax, (task, metric) in zip(axes[0], panels):
-        for r in rows:
-            if r.values["task"] != task or r.metric != metric or not r.done:
+        for _, r in done[(done["task"] == task) & (done["metric"] == metric)].iterrows():
+            curve = seed_curve([_eval_curve(run_dir, metric) for run_dir in r["run_dirs"]])
+            if curve.empty:
                 continue
-            curves = [_eval_curve(j.run_dir, metric) for j in r.done]
-            steps = sorted(set.intersection(*[set(c) for c in curves]))
-            if not steps:
-                continue
-            xs = [statistics.fmean(c[s][0] for c in curves) for s in steps]
-            ys = [statistics.fmean(c[s][1] for c in curves) for s in steps]
-            label = " ".join(f"{c}={r.values[c]}" for c in varying) + f" (n={len(r.done)})"
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        ax.set(title=task, xlabel="cumulative training FLOPs", ylabel=f"dev {metric}")
+            label = " ".join(f"{c}={r[c]}" for c in varying) + f" (n={r['n']})"
+            line, = ax.plot(curve["flops"], curve["mean"], marker="o", markersize=3, label=label)
+            band = curve.dropna(subset=["std"])
+            ax.fill_between(band["flops"], band["mean"] - band["std"], band["mean"] + band["std"],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set(title=task, xlabel="cumulative training FLOPs", ylabel=f"dev {metric} (mean ± std over seeds)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -386,16 +408,26 @@ def plot(rows: list[Row], columns: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def _eval_curve(run_dir: Path, metric: str) -> dict[int, tuple[float, float]]:
-    """step -> (train FLOPs so far, dev metric) from a run's metrics.jsonl."""
-    curve = {}
-    path = run_dir / "metrics.jsonl"
+def seed_curve(curves: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per evaluation step every seed reached: mean FLOPs, mean and sample std of the metric (std NaN for one seed)."""
+    if not curves or any(c.empty for c in curves):
+        return pd.DataFrame(columns=["step", "flops", "mean", "std"])
+    steps = set.intersection(*[set(c["step"]) for c in curves])
+    both = pd.concat([c[c["step"].isin(steps)] for c in curves])
+    out = both.groupby("step").agg(flops=("flops", "mean"), mean=("value", "mean"), std=("value", "std"))
+    return out.reset_index().sort_values("step")
+
+
+def _eval_curve(run_dir: Path, metric: str) -> pd.DataFrame:
+    """step, train FLOPs so far, dev metric: from a run's metrics.jsonl."""
+    rows = []
+    path = Path(run_dir) / "metrics.jsonl"
     if path.is_file():
         for line in path.read_text().splitlines():
             record = json.loads(line) if line.strip() else {}
             if metric in record.get("eval", {}):
-                curve[record["step"]] = (record["train_flops"], record["eval"][metric])
-    return curve
+                rows.append({"step": record["step"], "flops": record["train_flops"], "value": record["eval"][metric]})
+    return pd.DataFrame(rows, columns=["step", "flops", "value"]).drop_duplicates("step", keep="last")
 
 
 # --------------------------------------------------------------------------- command line
@@ -405,27 +437,27 @@ def collect(roots: list[Path], out: Path | None = None, with_plot: bool = False)
     out = Path(out) if out else roots[0]
     out.mkdir(parents=True, exist_ok=True)
     jobs = read_sweeps(roots)
-    rows, columns = make_rows(jobs)
+    table, columns = make_table(jobs)
     done = sum(j.status == "completed" for j in jobs)
     parts = [f"# {', '.join(map(str, roots))}",
              f"{len(jobs)} jobs: {done} completed, {len(jobs) - done} failed or unfinished; "
-             f"{len(rows)} configurations (mean ± std over seeds, n = completed seeds, * = best per "
+             f"{len(table)} configurations (mean ± std over seeds, n = completed seeds, * = best per "
              f"task/model/prompt/schedule)",
-             markdown(*summary_table(rows, columns)),
+             markdown(*summary_table(table, columns)),
              "## Best configuration per (task, model, prompt, schedule)",
-             markdown(*best_table(rows, columns))]
-    released = released_table(rows, columns)
+             markdown(*best_table(table, columns))]
+    released = released_table(table, columns)
     if released[1]:
         parts += ["## Ours vs released (x100)", markdown(*released)]
     problems = problems_table(jobs, roots)
     parts += ["## Failed or unfinished jobs", markdown(*problems) if problems[1] else "none"]
     text = "\n\n".join(parts) + "\n"
-    (out / "results.md").write_text(text)
-    write_csv(out / "results.csv", *results_csv(rows, columns))
-    write_csv(out / "best.csv", *best_table(rows, columns))
-    write_csv(out / "jobs.csv", *jobs_csv(jobs, roots))
+    write_text(out / "results.md", text)
+    write_csv(out / "results.csv", results_frame(table, columns))
+    write_csv(out / "best.csv", best_frame(table, columns))
+    write_csv(out / "jobs.csv", jobs_frame(jobs, roots))
     if with_plot:
-        plot(rows, columns, out / "curves.png")
+        plot(table, columns, out / "curves.png")
     return text
 
 

@@ -186,6 +186,7 @@ class Config:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
+    logger: dict[str, Any] = field(default_factory=dict)  # conf/logger/: {name: {_target_, options}} (fpt/loggers.py)
     seed: int = 42
     output_root: str = "outputs"
     run_dir: Optional[str] = None       # set at start-up to Hydra's output folder

@@ -21,6 +21,9 @@ from omegaconf import OmegaConf
 # where the run is written and how it is executed or displayed: never part of a run's identity
 TRAINER_RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "num_workers", "threads", "device")
 RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNTIME_KEYS))
+# whole groups that say where metrics are shown (logger) or where files are found (paths: a data folder
+# enters the identity through task.data_dir and the data files' contents)
+RUNTIME_GROUPS = ("logger", "paths")
 # may differ between a checkpoint and the run that resumes it (a completed run's results depend on them)
 RESUMABLE_KEYS = ("trainer.eval_every", "trainer.save_every", "trainer.eval_batch_size")
 HASH_LIMIT = 1 << 30  # bytes; larger data files are identified by path, size and mtime
@@ -67,6 +70,8 @@ def run_identity(cfg) -> dict:
     flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
     for key in RUNTIME_KEYS:
         flat.pop(key, None)
+    for key in [k for k in flat if k.split(".", 1)[0] in RUNTIME_GROUPS]:
+        del flat[key]
     flat.update(data_identity(cfg.task))
     return flat
 

@@ -28,6 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .checkpoint import file_mode
 from .prompts import ShallowPrompt
 from .tasks import collate
 
@@ -168,6 +169,7 @@ def save_scores(path: Path, scores: dict, settings: dict) -> None:
     try:
         save_file({k: v.contiguous() for k, v in scores.items()}, tmp,
                   metadata={"settings": json.dumps(settings, sort_keys=True, default=str)})
+        os.chmod(tmp, file_mode())  # readable by the group, as the umask says
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -26,6 +26,7 @@ from . import distributed as dist
 from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
                          write_json, write_text)
 from .flops import step_flops
+from .loggers import build_loggers, check_loggers, scalars_of
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
 from .tasks import collate, read_rows
@@ -173,6 +174,8 @@ class Trainer:
         self.task, self.tcfg = cfg.task, cfg.trainer
         self.device = pick_device(self.tcfg.device)
         self.is_main = dist.rank() == 0
+        if self.is_main:
+            check_loggers(cfg.get("logger"))  # a missing wandb/mlflow fails now, not after loading data and model
         if self.tcfg.threads:
             torch.set_num_threads(self.tcfg.threads)
         seed_everything(cfg.seed)
@@ -230,7 +233,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if self.device.type == "cuda" and self.tcfg.bf16 else nullcontext())
-        self.writer = None
+        self.loggers = None  # fpt/loggers.py, opened in run() on the main rank
         self._saved_step = None
         self._signal = None  # SIGINT/SIGTERM received: stop at the next step boundary
         if dist.rank() > 0:  # same init on every rank above; from here on each rank draws its own dropout masks
@@ -334,17 +337,8 @@ class Trainer:
         record = {**record, "step": record["step"] + self.step_offset}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        self._scalars(record)
-
-    def _scalars(self, record: dict) -> None:
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, dict):
-                    for k, v in value.items():
-                        if isinstance(v, (int, float)):
-                            self.writer.add_scalar(f"{key}/{k}", v, record["step"])
-                elif isinstance(value, (int, float)) and key != "step":
-                    self.writer.add_scalar(f"train/{key}", value, record["step"])
+        if self.loggers is not None:
+            self.loggers.log_scalars(scalars_of(record), record["step"])
 
     def _log_records(self) -> list[dict]:
         path = self.run_dir / "metrics.jsonl"
@@ -366,19 +360,6 @@ class Trainer:
                 write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
             else:
                 path.unlink()
-
-    def _open_writer(self) -> None:
-        """One TensorBoard events file per run folder: a (re)start rewrites it from metrics.jsonl, so the
-        scalars of steps after the checkpoint, which the resumed run logs again, are never duplicated."""
-        import shutil
-        from torch.utils.tensorboard import SummaryWriter
-        folder = self.run_dir / "tensorboard"
-        if folder.exists():
-            shutil.rmtree(folder)
-        self.writer = SummaryWriter(str(folder))
-        for record in self._log_records():
-            self._scalars(record)
-        self.writer.flush()
 
     # ---------------------------------------------------------------- SIGINT / SIGTERM
     def _on_signal(self, signum, frame) -> None:
@@ -453,11 +434,14 @@ class Trainer:
         handlers = self._install_signal_handlers()
         try:
             return self._run()
+        except BaseException:
+            if self.loggers is not None:
+                self.loggers.close(failed=True)
+                self.loggers = None
+            raise
         finally:
             for signum, handler in handlers.items():
                 signal.signal(signum, handler)
-            if self.writer is not None:
-                self.writer.close()
 
     def _run(self) -> dict:
         resumed = self.load()
@@ -466,7 +450,11 @@ class Trainer:
             self._truncate_log(0)  # lines of an earlier attempt killed before its first checkpoint
         self.ddp_model = dist.wrap(self.model, self.device)
         if self.is_main:
-            self._open_writer()
+            self.loggers = build_loggers(self.cfg.get("logger"), self.run_dir,
+                                         start_step=self.step + self.step_offset)
+            self.loggers.log_hparams(OmegaConf.to_container(self.cfg, resolve=True))
+            # TensorBoard is rewritten from metrics.jsonl (kept up to the checkpoint): one events file per run
+            self.loggers.replay([(scalars_of(r), r["step"]) for r in self._log_records()])
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.task.name} {self.cfg.prompt.type}",
                    disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True)
@@ -506,6 +494,9 @@ class Trainer:
         if self.is_main:
             save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict(),
                          self._tensor_metadata("final"))
+        if self.loggers is not None:
+            loggers, self.loggers = self.loggers, None
+            loggers.close()
         return self.results(final, "completed")
 
     def log_stage_end(self) -> None:

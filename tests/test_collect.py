@@ -9,7 +9,7 @@ import statistics
 import pytest
 import yaml
 
-from fpt.collect import collect, read_sweeps, make_rows
+from fpt.collect import collect, make_table, read_sweeps
 
 
 def job(folder, *, lr, length, seed, schedule="none", best=None, flops=100.0, seconds=10.0, status="completed",
@@ -89,8 +89,8 @@ def test_follows_links_of_skipped_jobs_and_counts_a_run_once(tmp_path):
     link = {"run_dir": str(first / "0"), "earlier_status": "completed"}
     (second / "0" / "run_link.json").write_text(json.dumps(link))
     job(second / "1", lr=1e-2, length=4, seed=2, best=0.9)
-    rows, _ = make_rows(read_sweeps([second]))
-    assert [len(r.done) for r in rows] == [2] and rows[0].stat("best")[0] == pytest.approx(0.8)
+    table, _ = make_table(read_sweeps([second]))
+    assert list(table["n"]) == [2] and table.at[0, "best_mean"] == pytest.approx(0.8)
     both = read_sweeps([first, second])
     assert len(both) == 3  # first/0 reached twice, counted once
 
@@ -112,8 +112,8 @@ def test_model_details_hidden_when_the_model_column_says_it(tmp_path):
     sweep = tmp_path / "sweep"
     job(sweep / "0", lr=1e-2, length=4, seed=1, best=0.7, model="a", name_or_path="org/a")
     job(sweep / "1", lr=1e-2, length=4, seed=1, best=0.8, model="b", name_or_path="org/b")
-    rows, columns = make_rows(read_sweeps([sweep]))
-    assert columns == ["task", "model", "prompt", "schedule"] and [r.values["model"] for r in rows] == ["a", "b"]
+    table, columns = make_table(read_sweeps([sweep]))
+    assert columns == ["task", "model", "prompt", "schedule"] and list(table["model"]) == ["a", "b"]
 
 
 def test_cli_names_a_missing_folder(tmp_path, capsys):
@@ -121,3 +121,80 @@ def test_cli_names_a_missing_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "nope")])
     assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+def test_csv_files_hold_numbers_in_number_columns(tmp_path):
+    import pandas as pd
+    sweep = tmp_path / "sweep"
+    job(sweep / "0", lr=1e-2, length=4, seed=1, best=0.6)
+    job(sweep / "1", lr=1e-2, length=4, seed=2, best=0.8)
+    job(sweep / "2", lr=3e-2, length=4, seed=1, best=0.9)  # a single seed: std undefined
+    collect([sweep])
+    results = pd.read_csv(sweep / "results.csv")
+    for col in ["optim.lr", "best_mean", "best_std", "final_mean", "best_f1_mean", "train_flops_mean"]:
+        assert pd.api.types.is_float_dtype(results[col]), col
+    assert pd.api.types.is_integer_dtype(results["n"])
+    assert list(results["best_mean"]) == pytest.approx([0.7, 0.9])
+    assert results["best_std"][0] == pytest.approx(statistics.stdev([0.6, 0.8])) and pd.isna(results["best_std"][1])
+    best = pd.read_csv(sweep / "best.csv")
+    assert list(best["best_mean"]) == [0.9] and pd.isna(best["best_std"][0]) and list(best["optim.lr"]) == [0.03]
+
+
+def test_a_single_run_folder_is_collected(tmp_path, capsys):
+    from fpt.collect import main
+    run = tmp_path / "outputs" / "2026-01-01" / "12-00-00"
+    job(run, lr=1e-2, length=4, seed=7, best=0.75)
+    (run / "tensorboard").mkdir()  # a run's own subfolders are not jobs
+    main([str(run)])
+    assert "1 jobs: 1 completed" in capsys.readouterr().out
+    [row] = read_csv(run / "results.csv")
+    assert row["n"] == "1" and row["seeds"] == "7" and float(row["best_mean"]) == 0.75 and row["best_std"] == ""
+
+
+def test_logger_choice_does_not_split_a_configuration(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed, logger in [(1, {"csv": {"_target_": "fpt.loggers.CSVLogger"}}), (2, {})]:
+        job(sweep / str(seed), lr=1e-2, length=4, seed=seed, best=0.5 + seed / 10)
+        cfg = yaml.safe_load((sweep / str(seed) / "config.yaml").read_text())
+        (sweep / str(seed) / "config.yaml").write_text(yaml.safe_dump({**cfg, "logger": logger}))
+    table, _ = make_table(read_sweeps([sweep]))
+    assert list(table["n"]) == [2] and table.at[0, "best_mean"] == pytest.approx(0.65)
+
+
+def _curve(folder, points):
+    lines = [json.dumps({"step": s, "loss": 1.0, "train_flops": f}) for s, f, _ in points]
+    lines += [json.dumps({"step": s, "eval": {"accuracy": a}, "train_flops": f}) for s, f, a in points]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_plot_draws_the_seed_mean_with_a_band(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the dev/sweeps extras)")
+    from fpt.collect import _eval_curve, seed_curve
+    sweep = tmp_path / "sweep"
+    job(sweep / "0", lr=1e-2, length=4, seed=1, best=0.7)
+    job(sweep / "1", lr=1e-2, length=4, seed=2, best=0.8)
+    _curve(sweep / "0", [(2, 10.0, 0.5), (4, 20.0, 0.7), (6, 30.0, 0.6)])
+    _curve(sweep / "1", [(2, 12.0, 0.6), (4, 22.0, 0.8)])  # a shorter run: step 6 is not averaged
+    curve = seed_curve([_eval_curve(sweep / k, "accuracy") for k in ("0", "1")])
+    assert list(curve["step"]) == [2, 4] and list(curve["flops"]) == [11.0, 21.0]
+    assert list(curve["mean"]) == pytest.approx([0.55, 0.75])
+    assert list(curve["std"]) == pytest.approx([statistics.stdev([0.5, 0.6]), statistics.stdev([0.7, 0.8])])
+    one = seed_curve([_eval_curve(sweep / "0", "accuracy")])
+    assert list(one["mean"]) == [0.5, 0.7, 0.6] and one["std"].isna().all()  # one seed: no band
+
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)  # keep the figure to look at what was drawn
+    collect([sweep], with_plot=True)
+    monkeypatch.undo()
+    [fig] = drawn
+    [ax] = fig.axes
+    [line] = ax.get_lines()
+    assert list(line.get_xdata()) == [11.0, 21.0] and list(line.get_ydata()) == pytest.approx([0.55, 0.75])
+    [band] = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(0.55 - statistics.stdev([0.5, 0.6]))
+    assert ys.max() == pytest.approx(0.75 + statistics.stdev([0.7, 0.8]))
+    assert (sweep / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plt.close(fig)
