@@ -56,7 +56,7 @@ def test_run_logs_scalars_and_config_to_every_chosen_logger(tmp_path):
 
 
 def test_logger_choice_does_not_change_the_run_fingerprint():
-    from fpt.checkpoint import config_fingerprint
+    from fpt.identity import config_fingerprint
     assert config_fingerprint(compose("logger=csv")) == config_fingerprint(compose("logger=none"))
     assert compose("logger=none").logger == {}
 
@@ -72,6 +72,8 @@ def test_resumed_loggers_drop_what_a_killed_run_wrote_after_its_checkpoint(tmp_p
             if torn.exists():  # killed while writing a line
                 torn.write_text(torn.read_text() + ("5,train/lo" if torn.suffix == ".csv" else '{"step": 5, "tr'))
         resumed = cls(folder, 2)  # the checkpoint was at step 2
+        # what the trainer replays from metrics.jsonl (TensorBoard rewrites its one events file from it)
+        resumed.replay([({"train/loss": float(step)}, step) for step in (1, 2, 3, 4)])
         resumed.log_scalars({"train/loss": 30.0}, 3)
         resumed.close()
     rows = _csv_rows(tmp_path / "CSVLogger" / "csv" / "scalars.csv")
@@ -80,6 +82,7 @@ def test_resumed_loggers_drop_what_a_killed_run_wrote_after_its_checkpoint(tmp_p
     assert [(x["step"], x["train/loss"]) for x in lines] == [(1, 1.0), (2, 2.0), (3, 30.0)]
     acc = _tb_events(tmp_path / "TensorBoardLogger" / "tensorboard")
     assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+    assert len(list((tmp_path / "TensorBoardLogger" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 @pytest.mark.parametrize("package", ["wandb", "mlflow"])
