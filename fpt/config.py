@@ -167,6 +167,12 @@ class ReleasedConfig:
     total_epochs: Optional[int] = None
 
 
+# the choices the code dispatches on (fpt/trainer.py), checked at start-up by fpt/validate.py
+OPTIMIZERS = ("adamw", "adafactor")
+LR_SCHEDULES = ("linear", "constant", "exponential")
+EVAL_STRATEGIES = ("steps", "epoch")
+
+
 def default_data_root() -> Path:
     """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `shared/data` folder beside it."""
     return Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -23,6 +23,7 @@ from transformers import get_constant_schedule_with_warmup, get_linear_schedule_
 from transformers.optimization import Adafactor
 
 from . import distributed as dist
+from .config import EVAL_STRATEGIES
 from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
                          write_json, write_text)
 from .flops import step_flops
@@ -156,7 +157,6 @@ def build_lr_schedule(optimizer, cfg, total_steps: int, batch_size: int | None =
     raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear, constant or exponential")
 
 
-EVAL_STRATEGIES = ("steps", "epoch")
 
 
 def _fault(point: str, step: int) -> None:

@@ -17,6 +17,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from .config import EVAL_STRATEGIES, LR_SCHEDULES, OPTIMIZERS
+
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key, the value and what was expected."""
@@ -67,6 +69,7 @@ def check_trainer(t) -> None:
     if t.batch_size % (world * t.grad_accum):
         raise ConfigError(f"trainer.batch_size={t.batch_size}: expected a multiple of world size {world} x "
                           f"trainer.grad_accum {t.grad_accum} (the global batch is split over both)")
+    one_of("trainer.eval_strategy", t.eval_strategy, EVAL_STRATEGIES)
     positive_int("trainer.eval_every", t.eval_every)
     positive_int("trainer.eval_batch_size", t.eval_batch_size)
     positive_int("trainer.save_every", t.save_every, optional=True)
@@ -76,8 +79,9 @@ def check_trainer(t) -> None:
 
 
 def check_optim(o) -> None:
-    one_of("optim.name", o.name, ["adamw", "adafactor"])
-    one_of("optim.schedule", o.schedule, ["linear", "constant"])
+    one_of("optim.name", o.name, OPTIMIZERS)
+    one_of("optim.schedule", o.schedule, LR_SCHEDULES)
+    number_in("optim.decay_per_epoch", o.decay_per_epoch, 0, 1, low_open=True)
     number_in("optim.lr", o.lr, 0, math.inf, low_open=True)
     number_in("optim.weight_decay", o.weight_decay, 0, math.inf)
     number_in("optim.eps", o.eps, 0, math.inf, low_open=True)
