@@ -32,6 +32,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from .checkpoint import RUNTIME_KEYS, write_text
+from .config import flatten
 
 IDENTITY = {"task": "task.name", "model": "model.name", "prompt": "prompt.type", "schedule": "schedule.name"}
 IGNORED = {"seed", "run_dir", "output_root", "logger"} | {f"trainer.{k}" for k in RUNTIME_KEYS}
@@ -75,15 +76,9 @@ def find_job_folders(root: Path) -> list[Path]:
     return found
 
 
-def flatten(node, prefix: str = "") -> dict:
-    out = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, name + "."))
-        else:
-            out[name] = json.dumps(value) if isinstance(value, (list, dict)) else value
-    return out
+def flatten_config(node) -> dict:
+    """Flattened "a.b" keys; list and dict values as JSON text, so they compare and group as values."""
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flatten(node).items()}
 
 
 def read_config(*candidates: Path) -> dict:
@@ -91,7 +86,7 @@ def read_config(*candidates: Path) -> dict:
         if path.is_file():
             cfg = OmegaConf.load(path)
             cfg.pop("hydra", None)
-            return flatten(OmegaConf.to_container(cfg, resolve=False))
+            return flatten_config(OmegaConf.to_container(cfg, resolve=False))
     return {}
 
 

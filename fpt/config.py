@@ -173,6 +173,18 @@ LR_SCHEDULES = ("linear", "constant", "exponential")
 EVAL_STRATEGIES = ("steps", "epoch")
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"optim": {"lr": 0.01}} -> {"optim.lr": 0.01}; lists and empty dicts stay values."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def default_data_root() -> Path:
     """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `shared/data` folder beside it."""
     return Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")

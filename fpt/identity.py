@@ -18,6 +18,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from .config import flatten
+
 # where the run is written and how it is executed or displayed: never part of a run's identity
 TRAINER_RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "num_workers", "threads", "device")
 RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNTIME_KEYS))
@@ -27,17 +29,6 @@ RUNTIME_GROUPS = ("logger", "paths")
 # may differ between a checkpoint and the run that resumes it (a completed run's results depend on them)
 RESUMABLE_KEYS = ("trainer.eval_every", "trainer.save_every", "trainer.eval_batch_size")
 HASH_LIMIT = 1 << 30  # bytes; larger data files are identified by path, size and mtime
-
-
-def _flatten(node, prefix: str = "") -> dict:
-    out = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
 
 
 def file_identity(path: Path) -> str:
@@ -67,7 +58,7 @@ def data_identity(task) -> dict[str, str]:
 
 
 def run_identity(cfg) -> dict:
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
     for key in RUNTIME_KEYS:
         flat.pop(key, None)
     for key in [k for k in flat if k.split(".", 1)[0] in RUNTIME_GROUPS]:

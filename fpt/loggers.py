@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_json, write_text
+from .config import flatten
 
 
 class Logger:
@@ -42,18 +43,6 @@ class Logger:
 
     def close(self, failed: bool = False) -> None:
         pass
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.01}} -> {"optim.lr": 0.01}; lists stay values."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def scalars_of(record: dict) -> dict[str, float]:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
 
-from .family import FFN, Family
+from .bert import BertFamily
 
 KERNELS = ("sdpa", "eager")
 
@@ -98,7 +98,9 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
         return key, value, bias, mask
 
 
-class DebertaFamily(Family):
+class DebertaFamily(BertFamily):
+    """Laid out as BERT (encoder.layer[i].attention.self, intermediate/output FFN); its own attention module."""
+
     name = "deberta"
     seq2seq = False
     hf_attn_implementation = "eager"  # DeBERTa's only one in transformers; ours are chosen by fpt_kernel
@@ -113,19 +115,6 @@ class DebertaFamily(Family):
                                  f"(model_type {backbone.config.model_type!r})")
             module.__class__ = PrefixDisentangledSelfAttention
             module.fpt_kernel = attn_implementation
-
-    def attention_sites(self, backbone):
-        return [(f"encoder.{i}.self", layer.attention.self) for i, layer in enumerate(backbone.encoder.layer)]
-
-    def layer_stacks(self, backbone):
-        return {"encoder": backbone.encoder.layer}
-
-    def set_layer_stack(self, backbone, stack, layers):
-        backbone.encoder.layer = layers
-
-    def ffn(self, layer):
-        return FFN(owner=layer.intermediate, in_names=["dense"], out_owner=layer.output, out_name="dense",
-                   act=layer.intermediate.intermediate_act_fn)
 
     def dims(self, config):
         head_dim = getattr(config, "attention_head_size", None) or config.hidden_size // config.num_attention_heads
