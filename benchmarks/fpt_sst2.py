@@ -47,6 +47,8 @@ ARMS = {  # name -> (prompt, extra overrides)
     "deep/vanilla": ("deep", ["schedule=none"]),
     "deep/fpt (copy)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=copy"]),
     "deep/fpt (init)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=init"]),
+    # a joining layer's prefix behind a learnable gate at 0: it starts with no effect and grows in
+    "deep/fpt (gate)": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=gate"]),
     # the full model for 60% of the steps after 2 cheap stages (2 layers/25% FFN, 4/50%): ~0.69 of the FLOPs
     "deep/fpt-60": ("deep", ["schedule=fpt", SIXTY]),
     # the cheaper baseline FPT has to beat: vanilla stopped at 60% of the steps (its own full LR decay)
