@@ -229,7 +229,7 @@ def _gated(kernel, eager: bool, module, query, key, value, attention_mask, posit
         out = (g * A + B) / (g * Z_p + Z_r)
 
     with A, Z_p the prefix's exp-weighted values and weight sum and B, Z_r the real tokens'. g = 1 is the
-    ungated prefix attention; g = 0 is bitwise the attention without prefix. Computed from the plain
+    ungated prefix attention; g = 0 is bitwise the attention without prefix; g < 0 counts as 0. Computed from the plain
     kernel's output r = B / Z_r and one kernel call on the batch stacked twice over prefix + real keys,
     giving p = A / Z (values of the real keys zeroed) and m = Z_p / Z (values 1 on the prefix, 0 elsewhere):
     out = r + g * (p - m * r) / (1 - m + g * m).
@@ -247,6 +247,9 @@ def _gated(kernel, eager: bool, module, query, key, value, attention_mask, posit
                            _twice(position_bias, batch), kwargs)
     r, p, m = plain.float(), both[:batch].float(), both[batch:, ..., :1].float()
     g = gate.float()
+    # a share cannot be negative: a gate the optimizer pushes below 0 acts as 0 (g < 0 could zero or flip the
+    # denominator: NaN), while its gradient still passes (straight through), so it can come back
+    g = g + (g.clamp_min(0) - g).detach()
     out = r + g * (p - m * r) / (1 - m + g * m).clamp_min(torch.finfo(torch.float32).tiny)
     return out.to(plain.dtype), weights
 

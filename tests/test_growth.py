@@ -527,6 +527,26 @@ def test_gate_at_zero_is_bitwise_the_model_without_the_joined_prefixes(name, att
     assert (ungated - without).abs().max() > 1e-3  # the joined prefixes do matter at full strength
 
 
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+def test_a_negative_gate_acts_as_zero_and_can_come_back(name):
+    """A gate the optimizer pushes below 0 (seen on MiniLM: the mixture's denominator 1 - m + g*m reached 0 and the
+    loss went NaN) counts as 0: finite, bitwise the model without those prefixes, and its gradient still flows."""
+    model, growth, batch, kept = _gated_model(name)
+    growth.enter(4)
+    model.eval()
+    with torch.no_grad():
+        model.set_active_sites(kept)
+        without = _hidden(model, batch)
+        model.set_active_sites(None)
+        for g in model.deep.gates.values():
+            g.fill_(-5.0)
+        negative = _hidden(model, batch)
+    assert torch.isfinite(negative).all() and torch.equal(negative, without)
+    model.train()
+    model(batch)["loss"].backward()
+    assert any(g.grad is not None and g.grad.abs() > 0 for g in model.deep.gates.values())
+
+
 def test_gate_scales_the_prefix_share_of_the_softmax(monkeypatch):
     """Gate g: out = (g*A + B) / (g*Z_p + Z_r), i.e. the ungated attention with log(g) added to the prefix's
     logits (checked with eager attention, whose additive mask can carry that bias)."""
