@@ -2,7 +2,7 @@
 
     python benchmarks/bench_peft.py [--steps 20] [--rounds 3] [--prompt-length 20] [--batch-size 32]
 
-Both train MiniLM (all-MiniLM-L6-v2) on SST-2 rows (../shared/data, or the bundled sample), in the same
+Both train MiniLM (all-MiniLM-L6-v2) on SST-2 rows (under the data root, paths.data_root / $FPT_DATA_ROOT, or the bundled sample), in the same
 process, alternating in rounds so machine noise hits both alike. Prints examples/s for each, their
 ratio, and our train-step time over the frozen model's plain forward time on the same batches.
 
@@ -16,6 +16,8 @@ import re
 import sys
 import time
 from pathlib import Path
+
+from fpt.config import default_data_root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -31,7 +33,7 @@ from fpt.config import register_configs  # noqa: E402
 from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
 from fpt.tasks import collate, encode, read_rows  # noqa: E402
 
-SHARED_SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "GLUE" / "SST-2"
+SHARED_SST2 = default_data_root() / "GLUE" / "SST-2"
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
 PACKAGES = ("torch", "transformers", "peft")
 

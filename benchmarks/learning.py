@@ -1,4 +1,4 @@
-"""Real learning on ../shared/data: MiniLM with none / shallow / deep prompts on SST-2 and RTE.
+"""Real learning on the benchmark files under the data root ($FPT_DATA_ROOT): MiniLM with none / shallow / deep prompts on SST-2 and RTE.
 
     python benchmarks/learning.py [--tasks sst2 rte] [--prompts none shallow deep] [--seeds 42]
 

@@ -3,7 +3,7 @@
     python benchmarks/tasks_real.py                      # all four, a few CPU minutes each
     python benchmarks/tasks_real.py copa boolq           # some of them
 
-Reads ../shared/data (override with --data), writes the documented splits under <out>/data in each
+Reads the data root ($FPT_DATA_ROOT; override with --data), writes the documented splits under <out>/data in each
 dataset's official format, runs train.py once per task (niced) and prints the best dev metric (and,
 for CoNLL-2003, test at the best dev step) next to a trivial baseline computed on the same eval set.
 

@@ -10,7 +10,7 @@ Cached per (task, model) in `{output_root}/scores/{task}-{model}.safetensors` (o
 a cache computed for other settings, other weights or other inputs (template, text fields, target prefix,
 verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed. Compute it ahead of a run with
 
-    python -m fpt.scores model=minilm task=sst2 task.data_dir=../shared/data/GLUE/SST-2
+    python -m fpt.scores model=minilm task=sst2 'task.data_dir=${paths.data_root}/GLUE/SST-2'
 """
 from __future__ import annotations
 

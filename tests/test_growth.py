@@ -201,18 +201,23 @@ def test_layer_dropping_runs_exactly_the_selected_layers(name):
         assert [b.layer[0].SelfAttention.layer_idx for b in model.backbone.decoder.block] == list(range(6))
 
 
-@pytest.mark.parametrize("prompt", ["deep", "shallow"])
-def test_partial_t5_generates_the_same_with_and_without_cache(prompt):
-    model, tok, cfg = _model("tiny-t5", prompt, *SIX_LAYERS["tiny-t5"])
-    Growth(model, _stages(model, cfg, {"layers": 3, "ffn_ratio": 0.5, "fraction": 0.5}, {}),
-           _random_scores(model)).enter(0)
-    batch = _batch(tok, True)
+def _assert_cached_generation_equals_recomputed(model, batch):
+    """Greedy decoding with the KV cache equals recomputing every step without it (prefixes re-attached)."""
     cached = model.generate(batch, max_new_tokens=6)
     embeds, mask = model.encoder_inputs(batch)
     with model.deep_prompt():
         plain = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
                                         max_new_tokens=6, use_cache=False)
     assert torch.equal(cached, plain)
+
+
+@pytest.mark.parametrize("prompt", ["deep", "shallow"])
+def test_partial_t5_generates_the_same_with_and_without_cache(prompt):
+    model, tok, cfg = _model("tiny-t5", prompt, *SIX_LAYERS["tiny-t5"])
+    Growth(model, _stages(model, cfg, {"layers": 3, "ffn_ratio": 0.5, "fraction": 0.5}, {}),
+           _random_scores(model)).enter(0)
+    batch = _batch(tok, True)
+    _assert_cached_generation_equals_recomputed(model, batch)
 
 
 @pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
@@ -627,12 +632,7 @@ def test_gated_t5_generates_the_same_with_and_without_cache(attn):
     with torch.no_grad():
         for k, gate in model.deep.gates.items():
             gate.fill_(0.25 + 0.05 * int(k))
-    cached = model.generate(batch, max_new_tokens=6)
-    embeds, mask = model.encoder_inputs(batch)
-    with model.deep_prompt():
-        plain = model.backbone.generate(inputs_embeds=embeds, attention_mask=mask, do_sample=False, num_beams=1,
-                                        max_new_tokens=6, use_cache=False)
-    assert torch.equal(cached, plain)
+    _assert_cached_generation_equals_recomputed(model, batch)
 
 
 def test_stage_end_diagnostic_scores_the_final_model_and_leaves_training_unchanged(tmp_path):
