@@ -86,7 +86,7 @@ def main():
     tokenizer = load_tokenizer(cfg.model)
     data = batches(cfg, tokenizer, args.batch_size, args.steps)
 
-    ours = build_model(cfg, tokenizer, num_labels=2).train()
+    ours = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2).train()
     ours_opt = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-2)
 
     def ours_step(batch):

@@ -94,14 +94,17 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
     family, kind = get_family(cfg.model), get_kind(cfg.task)
     kind.check_config(cfg.task, family.seq2seq)
     torch.manual_seed(cfg.seed)  # as Trainer: the seed right before the model is built
-    model = build_model(cfg, tokenizer, num_labels=kind.num_labels(cfg.task))
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task))
     partial = False
     if cfg.schedule.stages:  # the prompt was selected on the schedule's final stage: shape the model as that
         from .growth import Growth
+        from .scores import load_or_compute
         eval_rows = read_rows(cfg.task, "eval")
         eval_set = kind.features(cfg.task, eval_rows, tokenizer, family.seq2seq, cfg.model.target_prefix)
         total = _total_steps(cfg, run_dir)
-        growth = Growth.from_config(cfg, model, total, None, eval_set, run_dir)
+        growth = Growth.from_config(cfg.schedule, model, total, prompt_type=cfg.prompt.type,
+                                    prompt_projection=bool(cfg.prompt.projection), generates_text=kind.generates_text,
+                                    scores=lambda: load_or_compute(cfg, model, eval_set))
         growth.enter(total)
         dims, last = family.dims(model.backbone.config), growth.stages[-1]
         partial = any(len(last.layers[s]) < n or last.ffn[s] < dims["ffn"] for s, n in dims["layers"].items())
@@ -126,22 +129,19 @@ def file_task(task, data: str, data_format: str | None):
     return task
 
 
-UNLABELED_FILL = {"classification": lambda task: task.labels[0], "regression": lambda task: 0.0,
-                  "multiple_choice": lambda task: 0}
-
-
-def fill_missing_labels(task, rows: list[dict]) -> bool:
-    """True if the rows carry gold labels. Rows without any (prediction only) get a placeholder label where the
-    task's gold is one label column; other kinds need their gold columns."""
+def fill_missing_labels(kind, task, rows: list[dict]) -> bool:
+    """True if the rows carry gold labels. Rows without any (prediction only) get the kind's placeholder label
+    (`Kind.unlabeled_label`) where the task's gold is one label column; other kinds need their gold columns."""
     have = [task.label_field in row for row in rows]
-    if all(have) or task.type not in UNLABELED_FILL:
+    placeholder = kind.unlabeled_label(task)
+    if all(have) or placeholder is None:
         return True
     if any(have):
         missing = next(row["_source"] for row, h in zip(rows, have) if not h)
         raise TaskDataError(f"task {task.name}: {missing}: no label column {task.label_field!r}, though other rows "
                             f"have one; label every row or none")
     for row in rows:
-        row[task.label_field] = UNLABELED_FILL[task.type](task)
+        row[task.label_field] = placeholder
     return False
 
 
@@ -156,7 +156,7 @@ def score(loaded: LoadedRun, split: str = "eval", data: str | None = None, data_
     rows = read_rows(task, "file" if data else split)
     if not rows:
         raise TaskDataError(f"task {task.name}: {'data=' + data if data else 'split ' + split} has no rows")
-    labeled = fill_missing_labels(task, rows)
+    labeled = fill_missing_labels(loaded.kind, task, rows)
     features = loaded.kind.features(task, rows, loaded.tokenizer, loaded.seq2seq, cfg.model.target_prefix)
     use_bf16 = cfg.trainer.bf16 if bf16 is None else bf16
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if loaded.device.type == "cuda" and use_bf16

@@ -213,7 +213,7 @@ def meta_model(cfg, num_labels: int = 2):
     with open_dict(cfg):
         cfg.model.from_config = settings
     with torch.device("meta"):
-        return build_model(cfg, tokenizer=None, num_labels=num_labels)
+        return build_model(cfg.model, cfg.prompt, cfg.task, None, num_labels)
 
 
 def meta_batch(seq2seq: bool, batch: int, src_len: int, tgt_len: int) -> dict:
@@ -231,6 +231,7 @@ def schedule_costs(cfg, src_len: int, tgt_len: int, total_steps: int | None = No
     """Per-stage training FLOPs per step, relative to the full model's, and each stage's steps."""
     from .growth import reduces_decoder, resolve_stages
     from .models import get_family
+    from .task_kinds import get_kind
     dims = model_dims(cfg.model)
     family = get_family(cfg.model)
     total_steps = total_steps or cfg.trainer.max_steps
@@ -243,7 +244,8 @@ def schedule_costs(cfg, src_len: int, tgt_len: int, total_steps: int | None = No
         return [{"stage": 0, "steps": total_steps, "layers": dims["layers"], "ffn_width": dims["ffn"],
                  "step_flops": full, "relative": 1.0}]
     rows = []
-    for k, st in enumerate(resolve_stages(cfg.schedule, dims, total_steps, reduces_decoder(cfg))):
+    decoder = reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text)
+    for k, st in enumerate(resolve_stages(cfg.schedule, dims, total_steps, decoder)):
         shape = {"layers": {s: len(v) for s, v in st.layers.items()}, "ffn_width": dict(st.ffn)}
         flops = step_flops(**common, **shape)
         rows.append({"stage": k, "steps": st.end - st.start, **shape, "step_flops": flops, "relative": flops / full})
@@ -253,11 +255,13 @@ def schedule_costs(cfg, src_len: int, tgt_len: int, total_steps: int | None = No
 def check_stages(cfg, src_len: int, tgt_len: int, batch: int = 1) -> list[dict]:
     """ptflops on every stage's real (meta-device) model vs the analytic count: forward + backward."""
     from .growth import Growth, reduces_decoder, resolve_stages
+    from .task_kinds import get_kind
     model = meta_model(cfg)
     dims = model.family.dims(model.backbone.config)
     stages = []
     if cfg.schedule.stages:
-        stages = resolve_stages(cfg.schedule, dims, cfg.trainer.max_steps, reduces_decoder(cfg))
+        decoder = reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text)
+        stages = resolve_stages(cfg.schedule, dims, cfg.trainer.max_steps, decoder)
     scores = {s: torch.zeros(n, dims["ffn"]) for s, n in dims["layers"].items()}  # widths are all that count
     growth = Growth(model, stages, scores, cfg.schedule.new_layer_prefix)
     shallow = cfg.prompt.length if cfg.prompt.type == "shallow" else 0

@@ -25,12 +25,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 log = logging.getLogger("fpt")
-GENERATED_ANSWERS = {"generation", "span_qa", "record"}  # task types whose T5 targets are free text
 # how a joining layer's deep prefix starts (schedule.new_layer_prefix)
 NEW_LAYER_PREFIX = {"init": "its own untrained init",
                     "copy": "a copy of the nearest trained layer's prefix",
@@ -74,12 +74,12 @@ def _layer_count(value, total: int, where: str) -> int:
     return int(value)
 
 
-def reduces_decoder(cfg) -> bool:
+def reduces_decoder(schedule, generates_text: bool) -> bool:
     """schedule.reduce_decoder, or when null: FPT's choice, the decoder shrinks for tasks whose answers are
-    generated text (SQuAD, ReCoRD, XSum) and not for label words (MNLI, QQP)."""
-    if cfg.schedule.reduce_decoder is not None:
-        return cfg.schedule.reduce_decoder
-    return cfg.task.type in GENERATED_ANSWERS
+    generated text (SQuAD, ReCoRD, XSum: the task kind's `generates_text`) and not for label words (MNLI, QQP)."""
+    if schedule.reduce_decoder is not None:
+        return schedule.reduce_decoder
+    return generates_text
 
 
 def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool | None = None) -> list[Stage]:
@@ -183,11 +183,15 @@ class Growth:
 
     # ---------------------------------------------------------------- construction from a config
     @classmethod
-    def from_config(cls, cfg, model, total_steps, train_set, eval_set, run_dir):
-        sched = cfg.schedule
+    def from_config(cls, sched, model, total_steps: int, *, prompt_type: str, prompt_projection: bool = False,
+                    generates_text: bool = False, scores: Callable[[], tuple[dict, dict]] | None = None):
+        """The growth of `sched` (the schedule config) for `model` over `total_steps`: prompt.type and
+        prompt.projection say what can grow, `generates_text` (the task kind's) whether the decoder shrinks when
+        schedule.reduce_decoder is null, and `scores()` loads or computes the activation scores (called only when
+        a stage narrows the FFN; fpt.scores.load_or_compute)."""
         if not sched.stages:
             return cls()
-        if cfg.prompt.type == "none":
+        if prompt_type == "none":
             raise ValueError(f"schedule={sched.name} grows a frozen model under a prompt; it cannot be combined "
                              f"with prompt=none (full fine-tuning)")
         if sched.new_layer_prefix not in NEW_LAYER_PREFIX:
@@ -195,16 +199,15 @@ class Growth:
                              f"{', '.join(NEW_LAYER_PREFIX)}")
         if sched.stage_warmup_steps < 0:
             raise ValueError(f"schedule.stage_warmup_steps={sched.stage_warmup_steps}: must be >= 0")
-        if sched.new_layer_prefix == "copy" and cfg.prompt.type == "deep" and cfg.prompt.projection:
+        if sched.new_layer_prefix == "copy" and prompt_type == "deep" and prompt_projection:
             raise ValueError("schedule.new_layer_prefix=copy needs per-layer prefixes; with prompt.projection=true "
                              "use schedule.new_layer_prefix=init or gate")
         dims = model.family.dims(model.backbone.config)
-        stages = resolve_stages(sched, dims, total_steps, reduces_decoder(cfg))
-        scores, info = None, {}
-        if any(w < dims["ffn"] for st in stages for w in st.ffn.values()):
-            from .scores import load_or_compute
-            scores, info = load_or_compute(cfg, model, eval_set)
-        growth = cls(model, stages, scores, sched.new_layer_prefix, sched.stage_warmup_steps)
+        stages = resolve_stages(sched, dims, total_steps, reduces_decoder(sched, generates_text))
+        ffn_scores, info = None, {}
+        if scores is not None and any(w < dims["ffn"] for st in stages for w in st.ffn.values()):
+            ffn_scores, info = scores()  # (without them the FFN reduction below fails loudly)
+        growth = cls(model, stages, ffn_scores, sched.new_layer_prefix, sched.stage_warmup_steps)
         growth.scores_info = info
         for k, st in enumerate(stages):
             log.info("stage %d: steps [%d, %d), layers %s, FFN width %s", k, st.start, st.end,

@@ -7,11 +7,10 @@ A record is {"id", "source", "prediction", "gold" (when the data has it), "score
 the predicted class or choice (BERT heads), the mean probability of the predicted tags, the answer-minus-
 not-answer margin (ReCoRD), the start+end logit of the best span (span QA), the geometric mean probability
 of the generated tokens, end of sequence included (text-to-text); None for regression (whose prediction is
-itself the score).
+itself the score). The per-kind parts are the kind's (`Kind.confidences`, `bert_records`, `text_record`).
 """
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import torch
@@ -45,7 +44,7 @@ def predict(model, kind, task, features, *, seq2seq: bool, batch_size: int, devi
             if seq2seq:
                 logits += _generated_probability(model, *captured[-1])
             else:
-                logits += _confidences(task, *captured[-1]) if captured else [None] * len(out)
+                logits += kind.confidences(task, *captured[-1]) if captured else [None] * len(out)
     finally:
         if hook is not None:
             hook.remove()
@@ -73,22 +72,6 @@ def _generated_probability(model, batch, ids) -> list[float]:
     return mean.exp().tolist()
 
 
-def _confidences(task, batch, logits) -> list:
-    """The head's confidence per feature (see the module doc)."""
-    logits = logits.float()
-    if task.type == "regression":
-        return [None] * logits.shape[0]
-    if task.type == "token_classification":
-        probs = logits.softmax(-1).max(-1).values
-        first = batch["tag_ids"] != -100
-        return [probs[i][first[i]].mean().item() if first[i].any() else None for i in range(probs.shape[0])]
-    if task.type == "multiple_choice":
-        return logits.masked_fill(~batch["choice_mask"], -math.inf).softmax(-1).max(-1).values.tolist()
-    if task.type in ("record", "span_qa"):
-        return [None] * logits.shape[0]  # their outputs carry the score
-    return logits.softmax(-1).max(-1).values.tolist()
-
-
 def example_id(row: dict, index: int):
     for key in ID_COLUMNS:
         if key in row and not isinstance(row[key], (dict, list)):
@@ -96,77 +79,15 @@ def example_id(row: dict, index: int):
     return index
 
 
-# --------------------------------------------------------------------------- per-kind records
-def _label_name(task, value):
-    if task.type == "regression":
-        return value
-    if isinstance(value, dict):  # MultiRC reference {"question_id", "label"}
-        value = value["label"]
-    return task.labels[value] if isinstance(value, int) and 0 <= value < len(task.labels) else None
-
-
-def _bert_classification(kind, task, rows, features, outputs, scores):
-    preds = [_label_name(task, o[0] if isinstance(o, list) else o) for o in outputs]
-    return preds, [_label_name(task, m) for m in features.meta], scores
-
-
-def _bert_multiple_choice(kind, task, rows, features, outputs, scores):
-    return list(outputs), list(features.meta), scores
-
-
-def _bert_tags(kind, task, rows, features, outputs, scores):
-    from .task_kinds.token_classification import tag_labels
-    labels = tag_labels(task)
-    preds = [[labels[t] for t in out] + ["O"] * (len(gold) - len(out)) for out, gold in zip(outputs, features.meta)]
-    return preds, list(features.meta), scores
-
-
-def _bert_record(kind, task, rows, features, outputs, scores):
-    best = {}
-    for (row, entity), margin in zip(features.meta, outputs):
-        if row not in best or margin > best[row][0]:
-            best[row] = (margin, entity)
-    n = len(features.examples)
-    return ([best[r][1] if r in best else None for r in range(n)], list(features.examples),
-            [best[r][0] if r in best else None for r in range(n)])
-
-
-def _bert_span_qa(kind, task, rows, features, outputs, scores):
-    texts, best, null = kind.best_spans(task, features, outputs)
-    if task.allow_no_answer:
-        texts = ["" if (nl - b if b > -math.inf else math.inf) > task.null_threshold else t
-                 for t, b, nl in zip(texts, best, null)]
-    return texts, [x["answers"] for x in features.examples], [b if b > -math.inf else None for b in best]
-
-
-BERT_RECORDS = {"classification": _bert_classification, "multiple_choice": _bert_multiple_choice,
-                "token_classification": _bert_tags, "record": _bert_record, "span_qa": _bert_span_qa}
-
-
-def _text_gold(task, reference):
-    if task.type in ("classification", "multiple_choice"):
-        return _label_name(task, reference) if task.type == "classification" else reference
-    if task.type == "token_classification":
-        return reference["tags"]
-    return reference
-
-
-def _text_prediction(kind, task, generated):
-    value = kind.from_text(task, generated)
-    if task.type == "classification":
-        return _label_name(task, value)
-    return value
-
-
 def records(kind, task, rows: list[dict], features, outputs: list, scores: list, *, seq2seq: bool,
             labeled: bool = True) -> list[dict]:
     """One record per row of the split (see the module doc)."""
     if seq2seq:
-        preds = [_text_prediction(kind, task, t) for t in outputs]
-        golds = [_text_gold(task, m) for m in features.meta]
+        pairs = [kind.text_record(task, t, m) for t, m in zip(outputs, features.meta)]
+        preds, golds = [p for p, _ in pairs], [g for _, g in pairs]
         generated = list(outputs)
     else:
-        preds, golds, scores = BERT_RECORDS[kind.name](kind, task, rows, features, outputs, scores)
+        preds, golds, scores = kind.bert_records(task, rows, features, outputs, scores)
         generated = None
     if len(preds) != len(rows):
         raise RuntimeError(f"{len(preds)} predictions for {len(rows)} rows of task {task.name} (task.type={task.type})")

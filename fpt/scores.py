@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> Path:
     family = get_family(cfg.model)
     features = encode(cfg.task, read_rows(cfg.task, "eval"), tokenizer, family.seq2seq, cfg.model.target_prefix)
     torch.manual_seed(cfg.seed)  # as the trainer, so config-built (tiny) models get the same weights
-    model = build_model(cfg, tokenizer, num_labels=len(cfg.task.labels) or None)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=len(cfg.task.labels) or None)
     n = min(cfg.schedule.num_score_examples, len(features))
     started = time.perf_counter()
     scores = activation_scores(model, features, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)

@@ -1,18 +1,17 @@
-"""Tasks: read a task's rows (hub or local official-format files), check them, turn them into features.
+"""Tasks: a task's rows (local files through fpt/readers/, or the hub), checked, turned into features.
 
-Local TSV/CSV/JSONL files are read with the standard library (every value a string, or JSON's own types),
-so that a bad file is named with its line; `datasets` (hub) and torch (`collate`) are imported where used.
+Local files are read by the reader of task.format (fpt/readers/); `datasets` (hub) and torch (`collate`)
+are imported where used.
 
 Everything about a task (source, columns, template, labels, verbalizers, metrics) lives in its
 YAML file in conf/task/; this module only interprets those fields.
 """
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
-from .task_kinds.formats import READERS, FormatError, derive, json_lines, not_utf8
+from .readers import OFFICIAL, READERS, FormatError, derive, not_utf8
 
 BUNDLED_DATA = Path(__file__).parent / "data"
 
@@ -38,12 +37,11 @@ def _read_local(task, split: str) -> list[dict]:
     if path.stat().st_size == 0:
         raise TaskDataError(f"task {task.name}: data file is empty: {path} (task.files.{split}); "
                             f"expected {task.format} rows")
-    readers = {**READERS, "tsv": read_table, "csv": read_table, "jsonl": read_jsonl}
-    if task.format not in readers:
+    if task.format not in READERS:
         raise TaskDataError(f"task {task.name}: task.format={task.format!r}, expected tsv, csv, jsonl or one "
-                            f"of {sorted(READERS)}")
+                            f"of {sorted(OFFICIAL)}")
     try:
-        rows = readers[task.format](path, task)
+        rows = READERS[task.format](path, task)
     except FormatError as err:
         raise TaskDataError(f"task {task.name}: {err}") from None
     except UnicodeDecodeError:
@@ -52,43 +50,6 @@ def _read_local(task, split: str) -> list[dict]:
         raise TaskDataError(f"task {task.name}: {path} (task.files.{split}) has no data rows"
                             f"{' (a header only)' if task.format in ('tsv', 'csv') and task.header else ''}")
     return _finish_local(task, rows)
-
-
-def read_table(path: Path, task) -> list[dict]:
-    """A TSV (no quoting, as GLUE's files) or CSV file -> rows of strings keyed by the header or task.column_names.
-
-    Blank lines are skipped; a line with more or fewer fields than there are columns is an error."""
-    if not task.header and not task.column_names:
-        raise FormatError(f"{path}: task.header=false needs task.column_names (the names of the columns)")
-    tsv = task.format == "tsv"
-    names = list(task.column_names) if task.column_names else None
-    skip_header = bool(task.header)
-    rows, end = [], 0
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        for fields in reader:
-            line, end = end + 1, reader.line_num
-            if not fields or fields == [""]:
-                continue
-            if skip_header:
-                skip_header = False
-                names = names or fields
-                continue
-            if len(fields) != len(names):
-                raise FormatError(f"{path}:{line}: {len(fields)} {'tab' if tsv else 'comma'}-separated field(s), "
-                                  f"expected {len(names)}: {names}")
-            rows.append({**dict(zip(names, fields)), "_source": f"{path}:{line}"})
-    return rows
-
-
-def read_jsonl(path: Path, task) -> list[dict]:
-    """One JSON object a line (blank lines skipped)."""
-    rows = []
-    for n, obj in json_lines(path):
-        if not isinstance(obj, dict):
-            raise FormatError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-        rows.append({**obj, "_source": f"{path}:{n}"})
-    return rows
 
 
 def _finish_local(task, rows: list[dict]) -> list[dict]:
@@ -205,13 +166,9 @@ def text_fields(task) -> list[str]:
     return list(task.text_variants[task.text_variant])
 
 
-def label_index(task, row: dict) -> int | float:
+def label_index(task, row: dict) -> int:
+    """The class index of the row's label (task.label_field), a raw value in task.labels or the hub's index."""
     raw = column(task, row, task.label_field, "label_field")
-    if task.type == "regression":
-        try:
-            return float(raw)
-        except (TypeError, ValueError):
-            raise TaskDataError(f"task {task.name}: {row['_source']}: label {raw!r} is not a number") from None
     key = str(raw).strip().lower()
     names = [str(x).lower() for x in task.labels]
     if key in names:
@@ -235,12 +192,6 @@ class Features:
 
     def __getitem__(self, i):
         return self.items[i]
-
-
-def verbalize(task, label) -> str:
-    if task.type == "regression":
-        return f"{round(float(label) * 5) / 5:.1f}"  # T5 practice: STS-B scores rounded to 0.2
-    return task.verbalizers[label]
 
 
 def encode_pairs(task, rows: list[dict], tokenizer, fields: list[str], truncation=True) -> list[dict]:

@@ -195,7 +195,7 @@ class Trainer:
 
         # model (the same init on every rank: seeded just before)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg, self.tokenizer, num_labels=self.kind.num_labels(self.task))
+        self.model = build_model(cfg.model, cfg.prompt, self.task, self.tokenizer, self.kind.num_labels(self.task))
         from .init_from import apply_init_from
         self.init_from = apply_init_from(cfg, self.model)  # a trained prompt to start from (fpt/init_from.py)
         self.step_offset = self.init_from["start_step"] if self.init_from else 0  # a continuation's step count
@@ -213,8 +213,11 @@ class Trainer:
             raise ValueError(f"trainer.eval_strategy={self.tcfg.eval_strategy!r}: expected one of {EVAL_STRATEGIES}")
         self.total_steps = self._total_steps()
         from .growth import Growth  # before the optimizer: a schedule may add prompt tensors (gates)
-        self.growth = Growth.from_config(cfg, self.model, self.total_steps, self.train_set, self.eval_set,
-                                         self.run_dir)
+        from .scores import load_or_compute
+        self.growth = Growth.from_config(
+            cfg.schedule, self.model, self.total_steps, prompt_type=cfg.prompt.type,
+            prompt_projection=bool(cfg.prompt.projection), generates_text=self.kind.generates_text,
+            scores=lambda: load_or_compute(cfg, self.model, self.eval_set))
         # every prompt tensor from the start, also those a growth stage leaves out (grad None: no optimizer
         # state until they join, so a joining site starts fresh)
         self.trainable = [p for _, p in self.model.trainable_parameters()]

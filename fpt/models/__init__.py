@@ -1,4 +1,4 @@
-"""Load a backbone and wrap it with its prompt (and head): `build_model(cfg)`."""
+"""Load a backbone and wrap it with its prompt (and head): `build_model(model_cfg, prompt_cfg, task, ...)`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -129,12 +129,19 @@ def check_prefix_reaches(backbone, family: Family, model_cfg) -> None:
                          f"they do not run fpt's prefix attention, so the prefix would change nothing. {supported}")
 
 
-def build_model(cfg, tokenizer, num_labels: int | None = None):
-    """The prompted model for cfg.model / cfg.prompt / cfg.task."""
-    family = get_family(cfg.model)
-    if cfg.prompt.type not in ("none", "shallow", "deep"):
-        raise ValueError(f"prompt.type={cfg.prompt.type!r}: expected none, shallow or deep")
-    backbone = load_backbone(cfg.model, deep_prompt=cfg.prompt.type == "deep")
+def build_model(model_cfg, prompt_cfg, task, tokenizer, num_labels: int | None = None):
+    """The prompted model for a model, a prompt and a task config; a BERT-family model gets the head of the task's
+    kind (`Kind.head`) with `num_labels` outputs where the kind takes a number (`Kind.num_labels(task)`)."""
+    family = get_family(model_cfg)
+    if prompt_cfg.type not in ("none", "shallow", "deep"):
+        raise ValueError(f"prompt.type={prompt_cfg.type!r}: expected none, shallow or deep")
+    backbone = load_backbone(model_cfg, deep_prompt=prompt_cfg.type == "deep")
     if family.seq2seq:
-        return PromptedSeq2Seq(backbone, family, cfg.prompt, tokenizer, cfg.model)
-    return PromptedEncoder(backbone, family, cfg.prompt, tokenizer, cfg.model, cfg.task, num_labels)
+        return PromptedSeq2Seq(backbone, family, prompt_cfg, tokenizer, model_cfg)
+    from ..task_kinds import get_kind
+    kind = get_kind(task)
+
+    def make_head(hidden: int, pooler):
+        return kind.head(task, hidden, num_labels, model_cfg.head_dropout, pooler, model_cfg.pooling)
+
+    return PromptedEncoder(backbone, family, prompt_cfg, tokenizer, model_cfg, make_head)

@@ -1,7 +1,7 @@
 """Task heads for BERT-like encoders (P-tuning v2 style): hidden states of the real tokens -> logits -> loss.
 
 Every head is called as `head(hidden_states, batch) -> logits` and `head.loss(logits, batch)`, which is
-None when the batch carries no targets. `build_head(task_cfg, ...)` picks the head of a task's kind.
+None when the batch carries no targets. Each task kind picks its head (`Kind.head`, fpt/task_kinds/).
 """
 from __future__ import annotations
 
@@ -109,27 +109,3 @@ class SpanHead(nn.Module):
             return None
         start, end = logits.unbind(-1)
         return (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
-
-
-def build_head(task_cfg, hidden: int, num_labels: int | None, dropout: float, pooler: nn.Module | None,
-               pooling: str = "pooler"):
-    """The head of a task's kind (task.type); `pooling` as model.pooling for the pooled heads."""
-    kind = task_cfg.type
-    if kind == "regression":
-        return RegressionHead(hidden, dropout, pooler, pooling)
-    if kind == "record":  # each (query with candidate, passage) pair: is the candidate an answer?
-        return ClassificationHead(hidden, 2, dropout, pooler, pooling)
-    if kind == "multiple_choice":
-        return MultipleChoiceHead(hidden, dropout, pooler, pooling)
-    if kind == "span_qa":
-        return SpanHead(hidden)
-    if kind == "token_classification" and not num_labels:  # tags given as types: O + B-/I- per type
-        num_labels = len(task_cfg.labels) or 1 + 2 * len(task_cfg.tag_types)
-    if not num_labels:
-        raise ValueError(f"task {task_cfg.name}: task.labels is empty; a {kind} head needs the list of labels")
-    if kind == "token_classification":
-        return TokenClassificationHead(hidden, num_labels, dropout)
-    if kind == "classification":
-        return ClassificationHead(hidden, num_labels, dropout, pooler, pooling)
-    raise ValueError(f"task {task_cfg.name}: task.type={kind!r} has no head for BERT-family models "
-                     f"(it is text-to-text only: use a T5 model)")

@@ -7,12 +7,12 @@ Both take a batch dict from fpt.tasks.collate and return {"loss", "logits"/...}.
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..prompts import DeepPrompt, ShallowPrompt, captured_keys_values
-from .heads import ClassificationHead, build_head  # noqa: F401  (ClassificationHead: old import path)
 
 
 class PromptedModel(nn.Module):
@@ -119,12 +119,12 @@ def _common_word_ids(tokenizer, vocab_size: int, count: int = 5000) -> list[int]
 
 
 class PromptedEncoder(PromptedModel):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, task_cfg, num_labels):
+    """`make_head(hidden, pooler)` builds the task's head (its kind's `head`), after the prompt is initialised."""
+
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg,
+                 make_head: Callable[[int, nn.Module | None], nn.Module]):
         super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg)
-        self.task_type = task_cfg.type
-        hidden = family.dims(backbone.config)["hidden"]
-        self.head = build_head(task_cfg, hidden, num_labels, model_cfg.head_dropout, getattr(backbone, "pooler", None),
-                               model_cfg.pooling)
+        self.head = make_head(family.dims(backbone.config)["hidden"], getattr(backbone, "pooler", None))
         if self.shallow is not None:  # after the embeddings so real tokens keep their positions
             backbone.embeddings.register_forward_hook(self._prepend_shallow)
 
@@ -155,14 +155,6 @@ class PromptedEncoder(PromptedModel):
         logits = self.head(self.encode(batch), batch)
         loss = self.head.loss(logits, batch)
         return {"logits": logits} if loss is None else {"logits": logits, "loss": loss}
-
-    @torch.no_grad()
-    def predict(self, batch) -> list:
-        """Class indices (regression: scores) of a classification batch."""
-        logits = self.forward(batch)["logits"]
-        if self.task_type == "regression":
-            return logits.float().tolist()
-        return logits.argmax(-1).tolist()
 
 
 class PromptedSeq2Seq(PromptedModel):

@@ -1,5 +1,6 @@
 """Task kinds: how a task's rows become features, which head (BERT) or target text (T5), and how
-predictions become metrics. One small module per kind; `get_kind(task)` picks it by `task.type`.
+predictions become metrics and prediction records. One module per kind, named as its task.type, holding a
+`Kind` subclass (base.py) and its instance `KIND`; `get_kind(task)` picks it by `task.type`.
 
 | task.type            | BERT-family head                     | T5 (text-to-text)                         |
 |----------------------|--------------------------------------|-------------------------------------------|
@@ -13,16 +14,14 @@ predictions become metrics. One small module per kind; `get_kind(task)` picks it
 """
 from __future__ import annotations
 
-KIND_MODULES = {"classification": "classification", "regression": "classification",
-                "multiple_choice": "multiple_choice", "record": "record",
-                "token_classification": "token_classification", "span_qa": "span_qa", "generation": "generation"}
+import importlib
+
+KINDS = ("classification", "regression", "multiple_choice", "record", "token_classification", "span_qa",
+         "generation")  # task.type = the module fpt/task_kinds/<type>.py
 
 
 def get_kind(task):
-    """The Kind object for task.type (imported lazily: fpt.tasks imports this package's formats)."""
-    import importlib
-
-    if task.type not in KIND_MODULES:
-        raise ValueError(f"task {task.name}: task.type={task.type!r} is not one of {sorted(KIND_MODULES)}")
-    module = importlib.import_module(f"{__name__}.{KIND_MODULES[task.type]}")
-    return module.KIND
+    """The Kind object for task.type (its module imported on first use)."""
+    if task.type not in KINDS:
+        raise ValueError(f"task {task.name}: task.type={task.type!r} is not one of {sorted(KINDS)}")
+    return importlib.import_module(f"{__name__}.{task.type}").KIND

@@ -2,7 +2,9 @@
 
 A kind turns rows into `Features` (`encode`), a batch into one picklable output per feature (`predict`),
 and all features' outputs into metrics (`score`). Outputs are gathered across DDP ranks between
-`predict` and `score`, so `score` sees every feature in order.
+`predict` and `score`, so `score` sees every feature in order. It also owns its BERT head (`head`), whether
+its T5 answers are free text (`generates_text`), the placeholder label of unlabeled rows (`unlabeled_label`)
+and how outputs become one prediction record per row (`confidences`, `bert_records`, `text_record`).
 
 The T5 path is the same for every kind: `source(row)` -> input text, `targets(row)` -> target texts
 (training makes one example per target), `reference(row)` -> what the metric compares with, and
@@ -20,6 +22,7 @@ class Kind:
     name = ""
     bert = True   # has a head for BERT-family models
     t5 = True     # has a text-to-text form
+    generates_text = False  # its T5 targets are free text (not label words): growth shrinks the decoder too
 
     # ---------------------------------------------------------------- config checks
     def check_config(self, task, seq2seq: bool) -> None:
@@ -33,6 +36,17 @@ class Kind:
     def num_labels(self, task) -> int | None:
         """Outputs of the BERT head's classifier (None where the head fixes it)."""
         return len(task.labels) or None
+
+    def head(self, task, hidden: int, num_labels: int | None, dropout: float, pooler, pooling: str = "pooler"):
+        """The BERT-family head (fpt/models/heads.py) on `hidden`-wide states; `pooler` is the backbone's pooler
+        (or None) and `pooling` is model.pooling, for the pooled heads."""
+        raise ValueError(f"task {task.name}: task.type={task.type!r} has no head for BERT-family models "
+                         f"(it is text-to-text only: use a T5 model)")
+
+    def unlabeled_label(self, task):
+        """The placeholder gold label of rows without one (prediction only), where the task's gold is one label
+        column; None: the kind needs its gold columns."""
+        return None
 
     # ---------------------------------------------------------------- start-up row check (no tokenizer)
     def check_rows(self, task, rows, seq2seq: bool) -> None:
@@ -92,6 +106,19 @@ class Kind:
 
     def score_bert(self, task, features, outputs) -> dict:
         return compute_metrics(list(task.metrics), outputs, features.meta, **self.metric_options(task))
+
+    # ---------------------------------------------------------------- prediction records (fpt/predict.py)
+    def confidences(self, task, batch, logits) -> list:
+        """The BERT head's confidence in each feature's output; None where the output carries its own score."""
+        return [None] * logits.shape[0]
+
+    def bert_records(self, task, rows, features, outputs: list, scores: list) -> tuple[list, list, list]:
+        """(predictions, golds, scores), one per row, from the BERT outputs of the rows' features."""
+        raise NotImplementedError
+
+    def text_record(self, task, generated: str, reference) -> tuple:
+        """(prediction, gold) of one row from its generated answer and its reference."""
+        return self.from_text(task, generated), reference
 
     # ---------------------------------------------------------------- T5 side
     def source(self, task, row) -> str:

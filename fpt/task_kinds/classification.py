@@ -1,30 +1,20 @@
-"""Classification and regression (GLUE, SuperGLUE BoolQ/CB/RTE/WiC/WSC/MultiRC).
+"""Classification (GLUE, SuperGLUE BoolQ/CB/RTE/WiC/WSC/MultiRC).
 
-BERT: one or two text fields -> pooled [CLS] -> a class (or a score). T5: the template -> the label's
-verbalizer. With task.group_field (MultiRC) each reference is {"question_id", "label"}, so that the
-metric can score whole questions.
+BERT: one or two text fields -> pooled [CLS] -> a class. T5: the template -> the label's verbalizer.
+With task.group_field (MultiRC) each reference is {"question_id", "label"}, so that the metric can
+score whole questions. Regression (STS-B) is a variant: fpt/task_kinds/regression.py.
 """
 from __future__ import annotations
 
 from ..metrics import UNREADABLE
-from ..tasks import Features, encode_pairs, label_index, text, text_fields, verbalize
+from ..tasks import Features, encode_pairs, label_index, text, text_fields
 from .base import Kind
 
 
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def label_from_text(task, generated: str):
-    """Generated text -> class index (UNREADABLE = -1 when it is no verbalizer: a wrong answer, never a class),
-    or a number for regression (0.0 when it is no number)."""
+    """Generated text -> class index (UNREADABLE = -1 when it is no verbalizer: a wrong answer, never a class)."""
     generated = generated.strip()
-    if task.type == "regression":
-        number = _number(generated)
-        return 0.0 if number is None else number
+
     def squeeze(value):  # compare without case and spaces: tokenizers differ in how they decode "not_duplicate"
         return "".join(value.split()).lower()
 
@@ -37,25 +27,34 @@ class Classification(Kind):
 
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
-        if task.type == "regression":
-            return
         if not task.labels:
             raise ValueError(f"task {task.name}: task.labels is empty; list the raw label values in class order")
         if seq2seq and len(task.verbalizers) != len(task.labels):
             raise ValueError(f"task {task.name}: task.verbalizers {list(task.verbalizers)} must give one target text "
                              f"per label in task.labels {list(task.labels)}")
 
+    def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
+        from ..models.heads import ClassificationHead
+        if not num_labels:
+            raise ValueError(f"task {task.name}: task.labels is empty; a {task.type} head needs the list of labels")
+        return ClassificationHead(hidden, num_labels, dropout, pooler, pooling)
+
+    def unlabeled_label(self, task):
+        return task.labels[0]
+
     def metric_options(self, task):
         # a fixed label set: macro F1 averages over the task's classes, never over an "unreadable" class
-        return {} if task.type == "regression" else {"labels": range(len(task.labels))}
+        return {"labels": range(len(task.labels))}
 
     def unreadable(self, task, generated):
-        if task.type == "regression":
-            return _number(generated.strip()) is None
-        return label_from_text(task, generated) == UNREADABLE
+        return self.from_text(task, generated) == UNREADABLE
+
+    def label(self, task, row):
+        """The row's gold label as the head and the metric take it (here: its class index)."""
+        return label_index(task, row)
 
     def reference(self, task, row):
-        label = label_index(task, row)
+        label = self.label(task, row)
         if task.group_field:
             return {"question_id": text(task, row, task.group_field), "label": label}
         return label
@@ -72,14 +71,34 @@ class Classification(Kind):
         return Features(items, meta=refs)
 
     def predict_bert(self, model, batch, task):
-        logits = model(batch)["logits"].float()
-        return logits.tolist() if task.type == "regression" else logits.argmax(-1).tolist()
+        return model(batch)["logits"].float().argmax(-1).tolist()
 
     def targets(self, task, row):
-        return [verbalize(task, label_index(task, row))]
+        return [self.verbalize(task, self.label(task, row))]
+
+    def verbalize(self, task, label) -> str:
+        """A gold label's T5 target text."""
+        return task.verbalizers[label]
 
     def from_text(self, task, generated):
         return label_from_text(task, generated)
+
+    # ---------------------------------------------------------------- prediction records
+    def label_name(self, task, value):
+        """A prediction or reference as the record shows it: the raw label value of a class index."""
+        if isinstance(value, dict):  # MultiRC reference {"question_id", "label"}
+            value = value["label"]
+        return task.labels[value] if isinstance(value, int) and 0 <= value < len(task.labels) else None
+
+    def confidences(self, task, batch, logits):
+        return logits.float().softmax(-1).max(-1).values.tolist()
+
+    def bert_records(self, task, rows, features, outputs, scores):
+        preds = [self.label_name(task, o[0] if isinstance(o, list) else o) for o in outputs]
+        return preds, [self.label_name(task, m) for m in features.meta], scores
+
+    def text_record(self, task, generated, reference):
+        return self.label_name(task, self.from_text(task, generated)), self.label_name(task, reference)
 
 
 KIND = Classification()

@@ -12,6 +12,7 @@ from .base import Kind
 class Generation(Kind):
     name = "generation"
     bert = False
+    generates_text = True
 
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)

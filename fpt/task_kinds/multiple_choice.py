@@ -6,7 +6,10 @@ the verbalizer of the right choice).
 """
 from __future__ import annotations
 
+import math
+
 from ..tasks import Features, TaskDataError, column, encode_pairs, label_index, text, text_fields
+from .base import Kind
 from .classification import Classification
 
 
@@ -44,8 +47,24 @@ class MultipleChoice(Classification):
             items.append({**{k: [g[k] for g in group] for k in group[0]}, "label": label})
         return Features(items, meta=labels)
 
+    def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
+        from ..models.heads import MultipleChoiceHead
+        return MultipleChoiceHead(hidden, dropout, pooler, pooling)
+
+    def unlabeled_label(self, task):
+        return 0
+
     def predict_bert(self, model, batch, task):
         return model(batch)["logits"].argmax(-1).tolist()
+
+    # ---------------------------------------------------------------- prediction records: choice indices
+    def confidences(self, task, batch, logits):
+        return logits.float().masked_fill(~batch["choice_mask"], -math.inf).softmax(-1).max(-1).values.tolist()
+
+    def bert_records(self, task, rows, features, outputs, scores):
+        return list(outputs), list(features.meta), scores
+
+    text_record = Kind.text_record
 
 
 KIND = MultipleChoice()

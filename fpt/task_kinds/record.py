@@ -27,6 +27,7 @@ def _unique(values) -> list[str]:
 
 class Record(Kind):
     name = "record"
+    generates_text = True
 
     def _row(self, task, row) -> dict:
         """The row with a clean passage, distinct entities/answers and "entities_text" for templates."""
@@ -56,9 +57,23 @@ class Record(Kind):
         items = [{**x, "label": y} for x, y in zip(encoded, labels)]
         return Features(items, meta=items_meta, examples=examples)
 
+    def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
+        from ..models.heads import ClassificationHead
+        return ClassificationHead(hidden, 2, dropout, pooler, pooling)  # is the candidate an answer?
+
     def predict_bert(self, model, batch, task):
         logits = model(batch)["logits"].float()
         return (logits[:, 1] - logits[:, 0]).tolist()  # how much "answer" beats "not answer"
+
+    def bert_records(self, task, rows, features, outputs, scores):
+        """Per query: the best-scored candidate, scored by its answer-minus-not-answer margin."""
+        best = {}
+        for (row, entity), margin in zip(features.meta, outputs):
+            if row not in best or margin > best[row][0]:
+                best[row] = (margin, entity)
+        n = len(features.examples)
+        return ([best[r][1] if r in best else None for r in range(n)], list(features.examples),
+                [best[r][0] if r in best else None for r in range(n)])
 
     def score_bert(self, task, features, outputs):
         best = {}

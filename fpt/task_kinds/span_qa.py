@@ -17,6 +17,7 @@ from .base import Kind
 
 class SpanQA(Kind):
     name = "span_qa"
+    generates_text = True
 
     def answers(self, task, row) -> tuple[list[str], list[int | None]]:
         """Gold answer texts and character starts (hub/SQuAD JSON: {"text": [...], "answer_start": [...]})."""
@@ -78,6 +79,10 @@ class SpanQA(Kind):
         end = min(i for i in tokens if offsets[i][1] >= end_char)
         return start, end
 
+    def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
+        from ..models.heads import SpanHead
+        return SpanHead(hidden)
+
     def predict_bert(self, model, batch, task):
         logits = model(batch)["logits"]  # [N, L, 2], padding masked
         k = min(task.n_best, logits.shape[1])
@@ -114,6 +119,14 @@ class SpanQA(Kind):
         finite = [d if d < math.inf else 1e9 for d in diff]
         metrics.update(squad_v2_best_thresh(best_text, finite, references, no_answer_text=None))
         return metrics
+
+    def bert_records(self, task, rows, features, outputs, scores):
+        """Per question: the best span (or "" past the no-answer threshold), scored by its start+end logit."""
+        texts, best, null = self.best_spans(task, features, outputs)
+        if task.allow_no_answer:
+            texts = ["" if (nl - b if b > -math.inf else math.inf) > task.null_threshold else t
+                     for t, b, nl in zip(texts, best, null)]
+        return texts, [x["answers"] for x in features.examples], [b if b > -math.inf else None for b in best]
 
     # ---------------------------------------------------------------- T5: generate the answer
     def targets(self, task, row):

@@ -162,6 +162,13 @@ class TokenClassification(Kind):
         predictions = [tags_from_text(out, ref["words"], types) for out, ref in zip(outputs, features.meta)]
         return compute_metrics(list(task.metrics), predictions, [ref["tags"] for ref in features.meta])
 
+    def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
+        from ..models.heads import TokenClassificationHead
+        num_labels = num_labels or len(task.labels) or 1 + 2 * len(task.tag_types)  # types: O + B-/I- per type
+        if not num_labels:
+            raise ValueError(f"task {task.name}: task.labels is empty; a {task.type} head needs the list of labels")
+        return TokenClassificationHead(hidden, num_labels, dropout)
+
     def predict_bert(self, model, batch, task):
         best = model(batch)["logits"].argmax(-1)
         first = batch["tag_ids"] != -100  # the first sub-word of each word kept by truncation
@@ -172,6 +179,21 @@ class TokenClassification(Kind):
         predictions = [[labels[t] for t in out] + ["O"] * (len(gold) - len(out))
                        for out, gold in zip(outputs, features.meta)]
         return compute_metrics(list(task.metrics), predictions, features.meta)
+
+    # ---------------------------------------------------------------- prediction records: tags per word
+    def confidences(self, task, batch, logits):
+        """The mean probability of the predicted tags of the words' first sub-words."""
+        probs = logits.float().softmax(-1).max(-1).values
+        first = batch["tag_ids"] != -100
+        return [probs[i][first[i]].mean().item() if first[i].any() else None for i in range(probs.shape[0])]
+
+    def bert_records(self, task, rows, features, outputs, scores):
+        labels = tag_labels(task)
+        preds = [[labels[t] for t in out] + ["O"] * (len(gold) - len(out)) for out, gold in zip(outputs, features.meta)]
+        return preds, list(features.meta), scores
+
+    def text_record(self, task, generated, reference):
+        return self.from_text(task, generated), reference["tags"]
 
 
 KIND = TokenClassification()

@@ -1,66 +1,28 @@
-"""Official file formats -> flat rows (the Hugging Face hub's column names), and derived columns.
+"""Official file formats -> flat rows (the Hugging Face hub's column names).
 
 Each reader takes (path, task) and returns a list of dicts, each with "_source" = "file:line" (or a JSON
-path) so that a bad row can be named. Tabular TSV/CSV/JSONL files are read in fpt/tasks.py.
+path) so that a bad row can be named.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-class FormatError(ValueError):
-    """A file is not in the format its task says; the message names the file and line."""
-
-
-def not_utf8(path: Path) -> str:
-    """Where a file stops being UTF-8: "<path>:<line>: byte 0x.. is not UTF-8 text"."""
-    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            return (f"{path}:{n}: byte 0x{line[err.start]:02x} at column {err.start + 1} is not UTF-8 text; "
-                    f"expected a UTF-8 file (convert it, e.g. iconv -f latin1 -t utf-8)")
-    return f"{path}: not UTF-8 text; expected a UTF-8 file"
-
-
-def json_lines(path: Path):
-    with open(path, encoding="utf-8-sig") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FormatError(f"{path}:{n}: not a JSON object ({err.msg})") from None
-
-
-def _json_file(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise FormatError(f"{path}: not a JSON file ({err.msg} at line {err.lineno})") from None
-
-
-def _get(obj, key, where):
-    if not isinstance(obj, dict) or key not in obj:
-        raise FormatError(f"{where}: missing key {key!r}")
-    return obj[key]
+from .common import FormatError, get, json_file, json_lines
 
 
 # --------------------------------------------------------------------------- SQuAD (1.1 and 2.0)
 def read_squad_json(path: Path, task) -> list[dict]:
     """SQuAD JSON {"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]} -> one row per question."""
     rows = []
-    for a, article in enumerate(_get(_json_file(path), "data", str(path))):
-        for p, para in enumerate(_get(article, "paragraphs", f"{path}: data[{a}]")):
+    for a, article in enumerate(get(json_file(path), "data", str(path))):
+        for p, para in enumerate(get(article, "paragraphs", f"{path}: data[{a}]")):
             where = f"{path}: data[{a}].paragraphs[{p}]"
-            context = _get(para, "context", where)
-            for q, qa in enumerate(_get(para, "qas", where)):
+            context = get(para, "context", where)
+            for q, qa in enumerate(get(para, "qas", where)):
                 src = f"{where}.qas[{q}]"
-                answers = [] if qa.get("is_impossible") else _get(qa, "answers", src)
-                rows.append({"id": _get(qa, "id", src), "title": article.get("title", ""), "context": context,
-                             "question": _get(qa, "question", src),
+                answers = [] if qa.get("is_impossible") else get(qa, "answers", src)
+                rows.append({"id": get(qa, "id", src), "title": article.get("title", ""), "context": context,
+                             "question": get(qa, "question", src),
                              "answers": {"text": [x["text"] for x in answers],
                                          "answer_start": [x["answer_start"] for x in answers]},
                              "_source": f"{src} (id {qa['id']})"})
@@ -97,16 +59,16 @@ def read_conll(path: Path, task) -> list[dict]:
 
 def read_spert_json(path: Path, task) -> list[dict]:
     """CoNLL04 as distributed with SpERT: [{"tokens", "entities": [{"type", "start", "end"}]}] -> BIO tags."""
-    data = _json_file(path)
+    data = json_file(path)
     if not isinstance(data, list):
         raise FormatError(f"{path}: expected a JSON list of sentences")
     rows = []
     for i, doc in enumerate(data):
         where = f"{path}: [{i}]"
-        tokens = _get(doc, "tokens", where)
+        tokens = get(doc, "tokens", where)
         tags = ["O"] * len(tokens)
-        for e in _get(doc, "entities", where):
-            start, end, kind = _get(e, "start", where), _get(e, "end", where), _get(e, "type", where)
+        for e in get(doc, "entities", where):
+            start, end, kind = get(e, "start", where), get(e, "end", where), get(e, "type", where)
             if not 0 <= start < end <= len(tokens):
                 raise FormatError(f"{where}: entity span [{start}, {end}) outside the {len(tokens)} tokens")
             tags[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
@@ -139,11 +101,11 @@ def read_multirc_jsonl(path: Path, task) -> list[dict]:
     rows = []
     for n, obj in json_lines(path):
         where = f"{path}:{n}"
-        passage = _get(obj, "passage", where)
-        text = _get(passage, "text", where)
-        for q in _get(passage, "questions", where):
-            for a in _get(q, "answers", where):
-                rows.append({"paragraph": text, "question": _get(q, "question", where), "answer": _get(a, "text", where),
+        passage = get(obj, "passage", where)
+        text = get(passage, "text", where)
+        for q in get(passage, "questions", where):
+            for a in get(q, "answers", where):
+                rows.append({"paragraph": text, "question": get(q, "question", where), "answer": get(a, "text", where),
                              "idx": {"paragraph": obj.get("idx", n), "question": q.get("idx"), "answer": a.get("idx")},
                              "label": a.get("label"), "_source": f"{where} (question {q.get('idx')})"})
     return rows
@@ -154,51 +116,16 @@ def read_record_jsonl(path: Path, task) -> list[dict]:
     rows = []
     for n, obj in json_lines(path):
         where = f"{path}:{n}"
-        passage = _get(obj, "passage", where)
-        text = _get(passage, "text", where)
-        entities = sorted({text[e["start"]:e["end"] + 1] for e in _get(passage, "entities", where)})
-        for qa in _get(obj, "qas", where):
+        passage = get(obj, "passage", where)
+        text = get(passage, "text", where)
+        entities = sorted({text[e["start"]:e["end"] + 1] for e in get(passage, "entities", where)})
+        for qa in get(obj, "qas", where):
             answers = sorted({a["text"] for a in qa.get("answers", [])})
-            rows.append({"passage": text, "query": _get(qa, "query", where), "entities": entities, "answers": answers,
+            rows.append({"passage": text, "query": get(qa, "query", where), "entities": entities, "answers": answers,
                          "idx": {"passage": obj.get("idx", n), "query": qa.get("idx")},
                          "_source": f"{where} (query {qa.get('idx')})"})
     return rows
 
 
-READERS = {"squad_json": read_squad_json, "conll": read_conll, "spert_json": read_spert_json, "srl": read_srl,
+OFFICIAL = {"squad_json": read_squad_json, "conll": read_conll, "spert_json": read_spert_json, "srl": read_srl,
            "multirc_jsonl": read_multirc_jsonl, "record_jsonl": read_record_jsonl}
-
-
-# --------------------------------------------------------------------------- derived columns (task.derive)
-def _wsc_spans(row):
-    """WSC: the jiant/SuperGLUE files nest span fields under "target"; the hub has them at the top."""
-    return dict(row.get("target") or {})
-
-
-def _span2_marked(row):
-    """WSC template 1 (P-tuning v2): the pronoun marked with asterisks in the text."""
-    words = row["text"].split()
-    i = int(row["span2_index"])
-    words[i] = f"*{words[i]}*"
-    return {"span2_marked": " ".join(words)}
-
-
-def _copa_connective(row):
-    """COPA (P-tuning v2): premise + "because" (cause) or "so" (effect)."""
-    return {"connective": "because" if row["question"] == "cause" else "so"}
-
-
-DERIVED = {"wsc_spans": _wsc_spans, "span2_marked": _span2_marked, "copa_connective": _copa_connective}
-
-
-def derive(task, rows: list[dict]) -> None:
-    """Add the columns named in task.derive to every row, in order."""
-    for name in task.derive:
-        if name not in DERIVED:
-            raise ValueError(f"task {task.name}: task.derive has {name!r}; known: {sorted(DERIVED)}")
-        for row in rows:
-            try:
-                row.update(DERIVED[name](row))
-            except (KeyError, IndexError, ValueError, TypeError) as err:
-                raise FormatError(f"task {task.name}: {row['_source']}: cannot derive {name!r} "
-                                  f"({type(err).__name__}: {err})") from None
