@@ -52,7 +52,7 @@ class TaskConfig:
     hub: Optional[list[str]] = None     # datasets.load_dataset args, e.g. [glue, rte]
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
     data_dir: Optional[str] = None      # local files in the official format (overrides hub)
-    # local file format: tsv | csv | jsonl, or an official format read by fpt/task_kinds/formats.py:
+    # local file format: tsv | csv | jsonl, or an official format read by fpt/readers/ (READERS):
     # squad_json | conll | spert_json | srl | multirc_jsonl | record_jsonl
     format: str = "tsv"
     files: dict[str, str] = field(default_factory=dict)  # split -> file name inside data_dir
@@ -70,7 +70,7 @@ class TaskConfig:
     max_eval_samples: Optional[int] = None
     shuffle_seed: int = 0               # order before max_train_samples is applied ("first N shuffled rows")
     rename: dict[str, str] = field(default_factory=dict)  # local files: column renames (file name -> task name)
-    derive: list[str] = field(default_factory=list)       # derived columns (fpt/task_kinds/formats.py DERIVED)
+    derive: list[str] = field(default_factory=list)       # derived columns (fpt/readers/derived.py DERIVED)
     text_variants: dict[str, list[str]] = field(default_factory=dict)  # named alternative text_fields (templates)
     text_variant: Optional[str] = None  # pick one of text_variants instead of text_fields
     test_splits: list[str] = field(default_factory=list)  # also scored at every eval as "<split>_<metric>"

@@ -205,7 +205,7 @@ def test_trained_tensor_files_carry_metadata_and_refuse_a_mismatching_model(bert
     from fpt.init_from import apply_init_from
     from fpt.models import build_model, load_tokenizer
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.length=4", f"init_from={t5}")
-    model = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
     with pytest.raises(TrainedTensorError, match="family: file has 't5', the model has 'bert'"):
         apply_init_from(cfg, model)
 
@@ -293,7 +293,7 @@ def test_peft_export_refuses_what_peft_cannot_represent():
                                   ("tiny-t5", "deep", "decoder's self-attention a prefix only"),
                                   ("tiny-bert", "none", "full fine-tuning")]:
         cfg = compose(f"model={model}", f"prompt={prompt}", "prompt.length=2")
-        built = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+        built = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
         with pytest.raises(NotRepresentable, match=reason):
             peft_adapter(cfg, built, "base")
 
@@ -318,7 +318,7 @@ def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
                       f"task.data_dir={write(tmp_path / task, files)}", *overrides)
         kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
         torch.manual_seed(0)
-        model = build_model(cfg, tokenizer, num_labels=kind.num_labels(cfg.task)).eval()
+        model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task)).eval()
         loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
         metrics, preds = score(loaded, batch_size=3)
         features = kind.features(cfg.task, read_rows(cfg.task, "eval"), tokenizer, False)

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from fpt.config import StageConfig
 from fpt.growth import Growth, narrow_ffn, reduces_decoder, resolve_stages, select_layers
 from fpt.models import build_model, load_tokenizer
+from fpt.task_kinds import get_kind
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def _model(name: str, prompt: str = "deep", *extra: str):
     cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=3", "model.dropout=0", *extra)
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    return build_model(cfg, tok, num_labels=2).eval(), tok, cfg
+    return build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2).eval(), tok, cfg
 
 
 def _batch(tok, seq2seq: bool):
@@ -100,9 +101,10 @@ def test_stage_fractions_resolve_to_fpt_steps_and_widths():
 def test_decoder_shrinks_for_generated_answers_by_default(task, override, expected):
     extra = [f"schedule.reduce_decoder={override}"] if override else []
     cfg = compose("model=tiny-t5", "schedule=fpt", f"task={task}", *extra)
-    assert reduces_decoder(cfg) is expected
+    decoder = reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text)
+    assert decoder is expected
     dims = {"layers": {"encoder": 24, "decoder": 24}, "ffn": 2816}
-    first = resolve_stages(cfg.schedule, dims, 100, reduces_decoder(cfg))[0]
+    first = resolve_stages(cfg.schedule, dims, 100, decoder)[0]
     assert (len(first.layers["decoder"]), first.ffn["decoder"]) == ((6, 704) if expected else (24, 2816))
 
 
@@ -125,9 +127,10 @@ def test_bad_stages_fail_naming_the_key(override, message):
 ])
 def test_bad_growth_settings_fail_naming_the_key(overrides, message):
     cfg = compose("model=tiny-bert", "prompt=deep", *overrides)
-    model = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        Growth.from_config(cfg, model, 100, None, None, None)
+        Growth.from_config(cfg.schedule, model, 100, prompt_type=cfg.prompt.type,
+                           prompt_projection=cfg.prompt.projection)
 
 
 # --------------------------------------------------------------------------- exact partial models

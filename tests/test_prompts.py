@@ -14,9 +14,9 @@ def _pair(model: str, attn: str, prompt: str, *extra: str):
     cfg = compose(f"model={model}", f"prompt={prompt}", f"model.attn_implementation={attn}", *extra)
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    prompted = build_model(cfg, tok, num_labels=2).eval()
-    plain = build_model(compose(f"model={model}", "prompt=none", f"model.attn_implementation={attn}"), tok,
-                        num_labels=2).eval()
+    prompted = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2).eval()
+    bare = compose(f"model={model}", "prompt=none", f"model.attn_implementation={attn}")
+    plain = build_model(bare.model, bare.prompt, bare.task, tok, num_labels=2).eval()
     plain.backbone.load_state_dict(prompted.backbone.state_dict())
     return prompted, plain, tok
 
@@ -152,7 +152,7 @@ def test_greedy_generation_with_cache_matches_full_recompute(prompt, attn):
 def test_projection_and_prefix_dropout():
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.projection=true", "prompt.projection_hidden=16",
                   "prompt.dropout=0.5", "prompt.length=2")
-    model = build_model(cfg, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"deep.embeds", "deep.mlp.0.weight", "deep.outputs.0.weight", "deep.outputs.1.bias",
             "head.classifier.weight"} <= names

@@ -16,6 +16,7 @@ from fpt import CONF_DIR
 from fpt.config import register_configs
 from fpt.flops import model_dims
 from fpt.growth import reduces_decoder, resolve_stages
+from fpt.task_kinds import get_kind
 
 # FPT (Huang et al., 2022): shallow prompt of 20 tokens, uniform init, Adafactor lr 0.3 constant, no relative step /
 # parameter scaling / warm-up init, weight decay 1e-5, clip 1.0, dropout 0, batch 32, inputs of 492 tokens,
@@ -56,9 +57,13 @@ def fields(cfg, expected: dict) -> dict:
             for key in expected}
 
 
+def stages_of(cfg):
+    decoder = reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text)
+    return resolve_stages(cfg.schedule, model_dims(cfg.model), cfg.trainer.max_steps, decoder)
+
+
 def stage_steps(cfg) -> list[int]:
-    stages = resolve_stages(cfg.schedule, model_dims(cfg.model), cfg.trainer.max_steps, reduces_decoder(cfg))
-    return [st.end - st.start for st in stages]
+    return [st.end - st.start for st in stages_of(cfg)]
 
 
 def check_fpt(cfg, model: str, task: str | None = None):
@@ -102,7 +107,7 @@ def test_every_schedule_composes_to_fpts_recipe():
 def test_t5_large_stages_are_fpts_layers_and_widths():
     """t5-large with schedule=fpt: 6/12/18/24 encoder layers with 704/1408/2112/2816 FFN neurons."""
     cfg = compose("task=mnli", "model=t5-large", "schedule=fpt")
-    stages = resolve_stages(cfg.schedule, model_dims(cfg.model), cfg.trainer.max_steps, reduces_decoder(cfg))
+    stages = stages_of(cfg)
     assert [len(st.layers["encoder"]) for st in stages] == [6, 12, 18, 24]
     assert [st.ffn["encoder"] for st in stages] == [704, 1408, 2112, 2816]
     assert all(len(st.layers["decoder"]) == 24 for st in stages)  # MNLI's label words: the decoder stays whole
@@ -203,7 +208,7 @@ def _scores_setup(model_name, tmp_path, *extra):
                   "schedule.num_score_examples=16", f"output_root={tmp_path}", *extra)
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    model = build_model(cfg, tok, num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2)
     features = encode(cfg.task, read_rows(cfg.task, "eval"), tok, model.family.seq2seq, cfg.model.target_prefix)
     return cfg, model, features
 

@@ -189,7 +189,8 @@ class TokenClassification(Kind):
 
     def bert_records(self, task, rows, features, outputs, scores):
         labels = tag_labels(task)
-        preds = [[labels[t] for t in out] + ["O"] * (len(gold) - len(out)) for out, gold in zip(outputs, features.meta)]
+        preds = [[labels[t] for t in out] + ["O"] * (len(gold) - len(out))
+                 for out, gold in zip(outputs, features.meta)]
         return preds, list(features.meta), scores
 
     def text_record(self, task, generated, reference):
