@@ -330,3 +330,45 @@ def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
         assert rescored == {k: v for k, v in metrics.items() if k in rescored}, task
         assert any(v > 0 for v in rescored.values()), (task, rescored)  # seed 0: some right, so order matters
         assert all(p["score"] is not None for p in preds), task
+
+
+def test_regression_kind_scores_predicts_and_fills_unlabeled_rows(tmp_path):
+    """STS-B (task.type=regression): one score from the BERT head, records carry the raw scores (no confidence),
+    unlabeled rows get the placeholder 0.0 and the same predictions; T5 targets are the score rounded to 0.2."""
+    from test_task_runs import jsonl, write
+
+    from fpt.evaluate_run import LoadedRun, score
+    from fpt.evaluation import evaluate
+    from fpt.metrics import compute_metrics
+    from fpt.models import build_model, load_tokenizer
+    from fpt.models.heads import RegressionHead
+    from fpt.task_kinds import get_kind
+    from fpt.tasks import TaskDataError, read_rows
+
+    pairs = [("A man plays a guitar.", "A man plays music.", "3.8"), ("A dog runs.", "A cat sleeps.", "0.4"),
+             ("Rain falls.", "It is raining.", "4.6"), ("He eats.", "Someone reads.", "1.13")]
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tlabel\n"
+    dev = header + "".join(f"{i}\tg\tf\t2012\t{i}\ts\ts\t{a}\t{b}\t{y}\n" for i, (a, b, y) in enumerate(pairs))
+    unlabeled = jsonl([{"sentence1": a, "sentence2": b} for a, b, _ in pairs])
+    folder = write(tmp_path / "stsb", {"dev.tsv": dev, "unlabeled.jsonl": unlabeled})
+    cfg = compose("task=stsb", "model=tiny-bert", "prompt=deep", "prompt.length=2", f"task.data_dir={folder}")
+    kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task)).eval()
+    assert isinstance(model.head, RegressionHead)
+    loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
+    metrics, preds = score(loaded, batch_size=4)  # the same padding as below
+    features = kind.features(cfg.task, read_rows(cfg.task, "eval"), tokenizer, False)
+    assert metrics == evaluate(model, kind, cfg.task, features, seq2seq=False, batch_size=4, device="cpu", pad_id=0)
+    assert [p["gold"] for p in preds] == [float(y) for _, _, y in pairs]
+    assert all(isinstance(p["prediction"], float) and p["score"] is None for p in preds)
+    assert compute_metrics(list(cfg.task.metrics), [p["prediction"] for p in preds],
+                           [p["gold"] for p in preds]) == metrics
+    none, unlabeled_preds = score(loaded, data=str(folder / "unlabeled.jsonl"), data_format="jsonl",
+                                  batch_size=4)
+    assert none == {} and all("gold" not in p for p in unlabeled_preds)
+    assert [p["prediction"] for p in unlabeled_preds] == pytest.approx([p["prediction"] for p in preds], abs=1e-6)
+    rows = read_rows(cfg.task, "eval")
+    assert [kind.targets(cfg.task, r) for r in rows] == [["3.8"], ["0.4"], ["4.6"], ["1.2"]]
+    with pytest.raises(TaskDataError, match="label 'high' is not a number"):
+        kind.reference(cfg.task, {**rows[0], "label": "high"})
