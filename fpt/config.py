@@ -154,7 +154,6 @@ class TrainerConfig:
     skip_completed: bool = True         # a finished run with this exact config is not run again
     progress: bool = True
     log_every: int = 10
-    num_workers: int = 0
     threads: Optional[int] = None       # torch CPU threads
 
 
@@ -186,13 +185,14 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def default_data_root() -> Path:
-    """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `shared/data` folder beside it."""
+    """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `data` folder of the `shared`
+    folder beside the checkout (conf/paths/default.yaml's default, seen from the repository root)."""
     return Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @dataclass
 class PathsConfig:
-    data_root: str = "../shared/data"   # benchmark files (conf/paths/default.yaml: $FPT_DATA_ROOT or ../shared/data)
+    data_root: str = MISSING            # benchmark files: conf/paths/default.yaml ($FPT_DATA_ROOT or its default)
 
 
 @dataclass
@@ -219,3 +219,13 @@ def register_configs() -> None:
                         ("schedule", ScheduleConfig), ("optim", OptimConfig), ("trainer", TrainerConfig),
                         ("paths", PathsConfig)]:
         cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def compose(*overrides: str, config_name: str = "config"):
+    """The config train.py would see for these command-line overrides (Hydra's compose API on fpt's tree)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from . import CONF_DIR
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
