@@ -1,4 +1,5 @@
-"""Activation scores: what they measure (checked by an independent capture), padding, the cache, the command."""
+"""Activation scores: what they measure (checked by an independent capture), padding, the cache, the command
+(tools/scores.py)."""
 import random
 
 import pytest
@@ -6,9 +7,10 @@ import torch
 from conftest import compose
 
 from fpt.models import build_model, load_tokenizer
-from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores, main
+from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores
 from fpt.prompts import ShallowPrompt
 from fpt.tasks import collate, encode, read_rows
+from tools.scores import main
 
 torch.set_num_threads(1)
 
