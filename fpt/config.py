@@ -5,9 +5,7 @@ The YAML files in conf/<group>/ are validated against these schemas by Hydra
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -182,12 +180,6 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[name] = value
     return flat
-
-
-def default_data_root() -> Path:
-    """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `data` folder of the `shared`
-    folder beside the checkout (conf/paths/default.yaml's default, seen from the repository root)."""
-    return Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @dataclass
