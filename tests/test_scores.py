@@ -94,6 +94,19 @@ def test_cache_is_reused_and_recomputed_for_other_weights(tmp_path):
     assert info["computed"] and not torch.equal(fresh["encoder"], scores["encoder"])
 
 
+def test_score_command_scores_the_model_a_run_trains(tmp_path):
+    """The command builds the run with the trainer: its file holds the scores of the model that a run of the same
+    config starts from (same seed, weights and eval rows)."""
+    path = main(["model=tiny-bert", "prompt=deep", "prompt.length=3", "task.max_eval_samples=24", "seed=0",
+                 f"output_root={tmp_path}"])
+    assert path == tmp_path / "scores" / "sample_sentiment-tiny-bert.safetensors"
+    model, features, cfg = _setup("tiny-bert", "deep")  # seeded 0 before the model is built, as the trainer
+    expected = activation_scores(model, features, min(cfg.schedule.num_score_examples, len(features)),
+                                 cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
+    scores, settings = load_scores(path)
+    assert torch.equal(scores["encoder"], expected["encoder"]) and settings["examples"] == len(features) == 24
+
+
 def test_score_command_on_sst2_writes_reproducible_scores(shared_data, tmp_path):
     args = ["model=minilm", "task=sst2", f"task.data_dir={shared_data / 'GLUE' / 'SST-2'}", "task.max_length=64",
             "schedule.num_score_examples=150", "trainer.eval_batch_size=50"]

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> Path:
         scores, info = load_or_compute(cfg, trainer.model, trainer.eval_set)
     path = score_path(cfg)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in scores.items())
-    how = f"in {info['seconds']:.1f}s" if info["computed"] else "(already cached)"
+    how = f"in {info['seconds']:.1f}s" if info["computed"] else "(in the cache)"
     print(f"activation scores of {cfg.task.name} examples ({shapes}) {how} -> {path}")
     return path
 
