@@ -17,23 +17,19 @@ import sys
 import time
 from pathlib import Path
 
-from fpt.config import default_data_root
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from peft import PrefixTuningConfig, TaskType, get_peft_model  # noqa: E402
 from transformers import AutoModel, BertForSequenceClassification  # noqa: E402
 
-from fpt import CONF_DIR  # noqa: E402
-from fpt.config import register_configs  # noqa: E402
+from fpt.config import compose  # noqa: E402
 from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
 from fpt.tasks import collate, encode, read_rows  # noqa: E402
 
-SHARED_SST2 = default_data_root() / "GLUE" / "SST-2"
+SST2 = "${paths.data_root}/GLUE/SST-2"  # under the data root (conf/paths/), if it is there
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
 PACKAGES = ("torch", "transformers", "peft")
 
@@ -49,12 +45,14 @@ def versions() -> tuple[str, list[str]]:
     return ", ".join(f"{p} {v}" for p, v in installed.items()), differ
 
 
+def has_sst2() -> bool:
+    return Path(compose(f"task.data_dir={SST2}").task.data_dir).is_dir()
+
+
 def config(prompt_length: int):
-    register_configs()
-    data = [f"task.data_dir={SHARED_SST2}", "task=sst2"] if SHARED_SST2.is_dir() else []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=["prompt=deep", f"prompt.length={prompt_length}", "task.max_length=64",
-                                            "task.max_train_samples=2000", *data])
+    data = [f"task.data_dir={SST2}", "task=sst2"] if has_sst2() else []
+    return compose("prompt=deep", f"prompt.length={prompt_length}", "task.max_length=64",
+                   "task.max_train_samples=2000", *data)
 
 
 def batches(cfg, tokenizer, batch_size: int, count: int):
@@ -133,7 +131,7 @@ def main():
     examples = args.rounds * args.steps * args.batch_size
     ours_eps, peft_eps = examples / totals["fpt"], examples / totals["peft"]
     print(f"torch threads: {torch.get_num_threads()}, batch {args.batch_size}, P={args.prompt_length}, "
-          f"{args.rounds} rounds x {args.steps} steps, data: {'SST-2' if SHARED_SST2.is_dir() else 'bundled sample'}")
+          f"{args.rounds} rounds x {args.steps} steps, data: {'SST-2' if has_sst2() else 'bundled sample'}")
     print(f"fpt deep prompt      : {ours_eps:8.1f} examples/s")
     print(f"PEFT PrefixTuning    : {peft_eps:8.1f} examples/s")
     print(f"ratio fpt / PEFT     : {ours_eps / peft_eps:8.3f}x")

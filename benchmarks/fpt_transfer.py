@@ -1,9 +1,11 @@
-"""How well does a prompt trained on a partial model work on the full model? (issue 3: choosing MiniLM's stages)
+"""How well does a prompt trained on a partial model work on the full model?
 
-Each arm prompt-tunes a partial MiniLM for `--steps` steps on SST-2 (the setup of benchmarks/fpt_sst2.py), is
-evaluated there, then grows to the full model and is evaluated again after one step (at learning rate ~0): the
-second number is what the full model starts from when FPT expands. The reference arm trains the full model for the
-same number of steps. Reports both accuracies and the partial model's FLOPs per step relative to the full model.
+Each arm prompt-tunes a partial MiniLM for `--steps` steps on SST-2 (the setup of the study arms in
+conf/experiment/fpt_sst2/), is evaluated there, then grows to the full model and is evaluated again after one step
+(at learning rate ~0): the second number is what the full model starts from when FPT expands. The reference arm
+trains the full model for the same number of steps. Reports both accuracies and the partial model's FLOPs per step
+relative to the full model's (benchmarks/results/fpt_transfer.{md,json}). Runs that already completed are skipped
+by train.py itself.
 
     python benchmarks/fpt_transfer.py --prompt deep --arms ld2 ld4 fr25 cr4-50
     python benchmarks/fpt_transfer.py --report-only
@@ -13,14 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fpt_sst2 import ROOT, run_train  # noqa: E402  (the same setup)
-
+ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "outputs" / "bench_fpt_transfer"
-SCORES = ROOT / "outputs" / "bench_fpt_sst2"  # the activation scores the FPT benchmark already cached
 RESULTS = ROOT / "benchmarks" / "results"
 ARMS = {  # name -> the partial model (layers, ffn_ratio); None = the full model throughout (reference)
     "full": None,
@@ -32,14 +32,18 @@ ARMS = {  # name -> the partial model (layers, ffn_ratio); None = the full model
 
 def run(arm: str, prompt: str, steps: int, prefix: str) -> None:
     if ARMS[arm] is None:
-        sched, total = ["schedule=none"], steps
+        sched, total = [], steps
     else:
         layers, ratio = ARMS[arm]
         sched = ["schedule=fpt", f"schedule.stages=[{{layers:{layers},ffn_ratio:{ratio},steps:{steps}}},{{}}]",
                  f"schedule.new_layer_prefix={prefix}"]
         total = steps + 1
-    run_train([f"prompt={prompt}", *sched, f"trainer.max_steps={total}", f"trainer.eval_every={steps}"],
-              OUT / f"{prompt}-{arm}-{prefix}-{steps}", SCORES, arm)
+    out = OUT / f"{prompt}-{arm}-{prefix}-{steps}"
+    cmd = [sys.executable, str(ROOT / "train.py"), f"experiment=fpt_sst2/{prompt}_vanilla", *sched,
+           f"trainer.max_steps={total}", f"trainer.eval_every={steps}", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{arm} failed:\n{proc.stderr[-3000:]}")
 
 
 def summary(out: Path) -> dict:

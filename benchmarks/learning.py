@@ -1,4 +1,5 @@
-"""Real learning on the benchmark files under the data root ($FPT_DATA_ROOT): MiniLM with none / shallow / deep prompts on SST-2 and RTE.
+"""Real learning on the benchmark files under the data root (paths.data_root, $FPT_DATA_ROOT): MiniLM with none /
+shallow / deep prompts on SST-2 and RTE.
 
     python benchmarks/learning.py [--tasks sst2 rte] [--prompts none shallow deep] [--seeds 42]
 
@@ -13,14 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fpt.config import default_data_root
-
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = default_data_root() / "GLUE"
 SETUPS = {
-    "sst2": ["task=sst2", f"task.data_dir={SHARED / 'SST-2'}", "task.max_train_samples=8000", "task.max_length=64",
-             "trainer.max_steps=750", "trainer.eval_every=125"],
-    "rte": ["task=rte", f"task.data_dir={SHARED / 'RTE'}", "task.max_length=128", "trainer.max_steps=390",
+    "sst2": ["task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2", "task.max_train_samples=8000",
+             "task.max_length=64", "trainer.max_steps=750", "trainer.eval_every=125"],
+    "rte": ["task=rte", "task.data_dir=${paths.data_root}/GLUE/RTE", "task.max_length=128", "trainer.max_steps=390",
             "trainer.eval_every=78"],
 }
 PROMPTS = {"none": ["prompt=none", "optim.lr=5e-5"],

@@ -3,7 +3,7 @@
     python benchmarks/tasks_real.py                      # all four, a few CPU minutes each
     python benchmarks/tasks_real.py copa boolq           # some of them
 
-Reads the data root ($FPT_DATA_ROOT; override with --data), writes the documented splits under <out>/data in each
+Reads the data root (paths.data_root: $FPT_DATA_ROOT or its default; override with --data), writes the documented splits under <out>/data in each
 dataset's official format, runs train.py once per task (niced) and prints the best dev metric (and,
 for CoNLL-2003, test at the best dev step) next to a trivial baseline computed on the same eval set.
 
@@ -29,12 +29,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from fpt.config import default_data_root
+from fpt.config import compose
+from fpt.metrics import iob1_to_iob2, seqeval_f1, squad
+from fpt.tasks import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from fpt.metrics import iob1_to_iob2, seqeval_f1, squad  # noqa: E402
 
 SQUAD_EVAL = 1000
 COMMON = ["model=minilm", "prompt=deep", "trainer.threads=1", "trainer.progress=false",
@@ -78,22 +77,10 @@ def prepare(shared: Path, data: Path) -> None:
 
 
 # --------------------------------------------------------------------------- trivial baselines
-def _conll_tags(path):
-    sentences, tags = [], []
-    for line in open(path, encoding="utf-8"):
-        cols = line.split()
-        if not cols or cols[0] == "-DOCSTART-":
-            if tags:
-                sentences.append(iob1_to_iob2(tags))
-            tags = []
-        else:
-            tags.append(cols[-1])
-    return sentences + ([iob1_to_iob2(tags)] if tags else [])
-
-
 def baseline(task: str, shared: Path, data: Path) -> str:
-    if task == "conll03":
-        gold = _conll_tags(shared / "conll2003" / "eng.testa")
+    if task == "conll03":  # the dev sentences as the run reads them (fpt.tasks.read_rows), tags in IOB2
+        cfg = compose("task=conll03", f"task.data_dir={shared / 'conll2003'}")
+        gold = [iob1_to_iob2(row[cfg.task.tags_field]) for row in read_rows(cfg.task, "eval")]
         f1 = seqeval_f1([["O"] * len(t) for t in gold], gold)["f1"]
         return f"all-O tagger: dev f1 {f1:.3f}"
     if task == "squad":
@@ -126,7 +113,8 @@ def run(task: str, shared: Path, data: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="*", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--data", type=Path, default=default_data_root())
+    parser.add_argument("--data", type=Path, default=Path(compose().paths.data_root),
+                        help="the data root (default: paths.data_root, from the folder this is run in)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "tasks_real")
     args = parser.parse_args()
     shared, data = args.data.resolve(), (args.out / "data").resolve()

@@ -1,7 +1,10 @@
 """Atomic files and resumable checkpoints.
 
 Every output is written to a temporary file in the same folder, flushed to disk and renamed over
-the target, so a run killed mid-write leaves the previous complete file behind, never a torn one.
+the target, so a run killed mid-write leaves the previous complete file behind, never a torn one:
+`atomic_write` is the one place that does it (JSON, text, safetensors, checkpoints all go through it).
+Imports stay light (torch, numpy and safetensors are imported where used), so that the start-up checks
+(fpt/validate.py) can write a failed run's results.json before torch is loaded.
 """
 from __future__ import annotations
 
@@ -10,10 +13,6 @@ import os
 import random
 import tempfile
 from pathlib import Path
-
-import numpy as np
-import torch
-from safetensors.torch import save_file
 
 from .identity import TRAINER_RUNTIME_KEYS as RUNTIME_KEYS  # noqa: F401  (fpt.collect ignores these trainer keys)
 
@@ -30,7 +29,9 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic(path: Path, write, before_rename=None) -> None:
+def atomic_write(path, write, before_rename=None) -> None:
+    """Write `path` atomically: `write(f)` fills a temporary binary file beside it, which is flushed, given the
+    umask's mode, synced and renamed over `path`. `before_rename()` runs just before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -52,30 +53,23 @@ def _atomic(path: Path, write, before_rename=None) -> None:
 
 
 def write_json(path, obj) -> None:
-    _atomic(path, lambda f: f.write((json.dumps(obj, indent=2, default=float) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, default=float) + "\n").encode()))
 
 
 def write_text(path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Atomically write tensors as safetensors; `metadata` (str -> str) goes into the header (fpt/trained.py)."""
+    from safetensors.torch import save
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    tmp_dir = Path(path).parent
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f".{Path(path).name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(flat, tmp, metadata=metadata)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda f: f.write(save(flat, metadata=metadata)))
 
 
 def rng_state() -> dict:
+    import numpy as np
+    import torch
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -83,6 +77,8 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -112,10 +108,12 @@ def save_checkpoint(path, state: dict, before_rename=None) -> None:
             except OSError:  # a file system without hard links: no previous checkpoint is kept
                 pass
 
-    _atomic(path, lambda f: torch.save(state, f), keep_previous)
+    import torch
+    atomic_write(path, lambda f: torch.save(state, f), keep_previous)
 
 
 def load_checkpoint(path, mmap: bool = False) -> dict:
+    import torch
     path = Path(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)

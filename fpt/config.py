@@ -5,9 +5,7 @@ The YAML files in conf/<group>/ are validated against these schemas by Hydra
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -154,7 +152,6 @@ class TrainerConfig:
     skip_completed: bool = True         # a finished run with this exact config is not run again
     progress: bool = True
     log_every: int = 10
-    num_workers: int = 0
     threads: Optional[int] = None       # torch CPU threads
 
 
@@ -185,14 +182,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def default_data_root() -> Path:
-    """Benchmark files for scripts run from a checkout: $FPT_DATA_ROOT, or the `shared/data` folder beside it."""
-    return Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")
-
-
 @dataclass
 class PathsConfig:
-    data_root: str = "../shared/data"   # benchmark files (conf/paths/default.yaml: $FPT_DATA_ROOT or ../shared/data)
+    data_root: str = MISSING            # benchmark files: conf/paths/default.yaml ($FPT_DATA_ROOT or its default)
 
 
 @dataclass
@@ -219,3 +211,13 @@ def register_configs() -> None:
                         ("schedule", ScheduleConfig), ("optim", OptimConfig), ("trainer", TrainerConfig),
                         ("paths", PathsConfig)]:
         cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+def compose(*overrides: str, config_name: str = "config"):
+    """The config train.py would see for these command-line overrides (Hydra's compose API on fpt's tree)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from . import CONF_DIR
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))

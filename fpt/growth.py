@@ -262,7 +262,7 @@ class Growth:
         return not self.stages or self.stage_index == len(self.stages) - 1
 
     def current_shape(self, dims: dict) -> dict:
-        """Layers and FFN widths run now, as keyword arguments of fpt.flops.forward_flops."""
+        """Layers and FFN widths run now, as keyword arguments of fpt.flops.step_flops."""
         if not self.stages:
             return {}
         st = self.stages[self.stage_index]

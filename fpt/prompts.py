@@ -55,6 +55,10 @@ class ShallowPrompt(nn.Module):
     def forward(self, batch_size: int) -> torch.Tensor:
         return self.embeds.unsqueeze(0).expand(batch_size, -1, -1)
 
+    def flops_shape(self) -> dict:
+        """What this prompt adds to a step's FLOPs (fpt.flops.step_flops): `length` more input tokens."""
+        return {"shallow": self.length}
+
 
 # --------------------------------------------------------------------------- deep prompt
 class DeepPrompt(nn.Module):
@@ -93,6 +97,11 @@ class DeepPrompt(nn.Module):
             self.prefixes = nn.ParameterList([nn.Parameter(full[:, i].clone()) for i in range(num_sites)])
         self.gates = nn.ParameterDict()  # schedule.new_layer_prefix=gate: site index (str) -> scalar, init 0
         self.dropout = nn.Dropout(dropout)
+
+    def flops_shape(self) -> dict:
+        """What this prompt adds to a step's FLOPs (fpt.flops.step_flops): `length` more keys and values in every
+        attention (the gate's extra pass of gated sites is not counted)."""
+        return {"deep": self.length}
 
     def site_modules(self, site: int) -> list[nn.Parameter]:
         """The trainable tensors that belong to one site only (its prefix or output Linear, and gate)."""

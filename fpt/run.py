@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from . import distributed as dist
 from .checkpoint import write_json, write_text
 from .identity import fingerprint, run_identity
+from .results import run_results
 from .run_folder import RunFolderError, choose, clear_outputs, read_json
 from .validate import check_config
 
@@ -124,11 +125,7 @@ def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, identity: dic
     except Exception as err:
         if main_rank:
             error = f"{type(err).__name__}: {err}"
-            partial = trainer.results(None, "failed", error) if trainer else {
-                "task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type,
-                "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": 0, "metric": cfg.task.metric,
-                "best": {}, "final": {}, "status": "failed", "error": error, "prompt_length": cfg.prompt.length,
-                "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size}
+            partial = trainer.results(None, "failed", error) if trainer else run_results(cfg, "failed", error=error)
             partial["traceback"] = traceback.format_exc()
             write_json(run_dir / "results.json", partial)
             write_json(run_dir / "run_state.json", state("failed"))

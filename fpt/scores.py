@@ -8,9 +8,10 @@ One score per neuron per layer: {"encoder": [layers, d_ff], "decoder": [layers, 
 
 Cached per (task, model) in `{output_root}/scores/{task}-{model}.safetensors` (or schedule.scores_path);
 a cache computed for other settings, other weights or other inputs (template, text fields, target prefix,
-verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed. Compute it ahead of a run with
+verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed. Compute it ahead of a run,
+with the trainer's set-up, from the repository root:
 
-    python -m fpt.scores model=minilm task=sst2 'task.data_dir=${paths.data_root}/GLUE/SST-2'
+    python -m tools.scores model=minilm task=sst2 'task.data_dir=${paths.data_root}/GLUE/SST-2'
 """
 from __future__ import annotations
 
@@ -18,17 +19,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from .checkpoint import file_mode
+from .checkpoint import save_tensors
 from .prompts import ShallowPrompt
 from .tasks import collate
 
@@ -163,17 +160,7 @@ def _settings(cfg, model, features, num_examples: int) -> dict:
 
 def save_scores(path: Path, scores: dict, settings: dict) -> None:
     """Atomically: a killed run never leaves a torn file behind. Same scores -> the same bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in scores.items()}, tmp,
-                  metadata={"settings": json.dumps(settings, sort_keys=True, default=str)})
-        os.chmod(tmp, file_mode())  # readable by the group, as the umask says
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_tensors(path, scores, metadata={"settings": json.dumps(settings, sort_keys=True, default=str)})
 
 
 def load_scores(path: Path) -> tuple[dict, dict]:
@@ -202,37 +189,3 @@ def load_or_compute(cfg, model, eval_set) -> tuple[dict, dict]:
         save_scores(path, scores, settings)
     log.info("activation scores of %d examples in %.1fs -> %s", n, seconds, path)
     return scores, {"path": str(path), "computed": True, "seconds": seconds, "examples": n}
-
-
-# --------------------------------------------------------------------------- python -m fpt.scores
-def main(argv: list[str] | None = None) -> Path:
-    """Compute and cache a (task, model)'s scores: `python -m fpt.scores model=... task=... [overrides]`."""
-    from hydra import compose, initialize_config_dir
-
-    from . import CONF_DIR
-    from .config import register_configs
-    from .models import build_model, get_family, load_tokenizer
-    from .tasks import encode, read_rows
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(sys.argv[1:] if argv is None else argv))
-    tokenizer = load_tokenizer(cfg.model)
-    family = get_family(cfg.model)
-    features = encode(cfg.task, read_rows(cfg.task, "eval"), tokenizer, family.seq2seq, cfg.model.target_prefix)
-    torch.manual_seed(cfg.seed)  # as the trainer, so config-built (tiny) models get the same weights
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=len(cfg.task.labels) or None)
-    n = min(cfg.schedule.num_score_examples, len(features))
-    started = time.perf_counter()
-    scores = activation_scores(model, features, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
-    path = score_path(cfg)
-    save_scores(path, scores, _settings(cfg, model, features, n))
-    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in scores.items())
-    print(f"activation scores of {n} {cfg.task.name} examples ({shapes}) in {time.perf_counter() - started:.1f}s "
-          f"-> {path}")
-    return path
-
-
-if __name__ == "__main__":
-    main()

@@ -428,9 +428,8 @@ class Trainer:
         shape = self.growth.current_shape(dims)
         src = batch["input_ids"].shape
         tgt = batch["labels"].shape[1] if self.seq2seq else 0
-        return step_flops(dims, src[0], src[1], tgt, shallow=self.model.shallow_length,
-                          deep=self.cfg.prompt.length if self.cfg.prompt.type == "deep" else 0,
-                          backbone_trains=self.backbone_trains, **shape)
+        return step_flops(dims, src[0], src[1], tgt, backbone_trains=self.backbone_trains,
+                          **self.model.flops_shape(), **shape)
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
@@ -534,17 +533,13 @@ class Trainer:
         return tensor_metadata(self.cfg, self.model, step=self.step + self.step_offset, checkpoint=checkpoint)
 
     def results(self, final: dict | None, status: str, error: str | None = None) -> dict:
-        cfg = self.cfg
-        out = {"task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type,
-               "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": self.step + self.step_offset,
-               "total_steps": self.total_steps + self.step_offset, "best_step": self.best["step"],
-               "best_epoch": (self.epochs_done(self.best["step"] - self.step_offset)
-                              if self.best["step"] is not None else None),
-               "metric": cfg.task.metric, "best": self.best["metrics"] or {},
-               "final": final or {}, "trainable_params": sum(p.numel() for p in self.trainable),
-               "train_seconds": self.train_seconds, "train_flops": self.train_flops, "status": status,
-               "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,
-               "growth": self.growth.summary(), "init_from": self.init_from}
-        if error:
-            out["error"] = error
-        return out
+        """results.json (fpt/results.py) with what this run measured so far."""
+        from .results import run_results
+        best_step = self.best["step"]
+        return run_results(self.cfg, status, error=error, steps=self.step + self.step_offset,
+                           best=self.best["metrics"], final=final, total_steps=self.total_steps + self.step_offset,
+                           best_step=best_step,
+                           best_epoch=self.epochs_done(best_step - self.step_offset) if best_step is not None else None,
+                           trainable_params=sum(p.numel() for p in self.trainable),
+                           train_seconds=self.train_seconds, train_flops=self.train_flops,
+                           growth=self.growth.summary(), init_from=self.init_from)

@@ -74,7 +74,6 @@ def check_trainer(t) -> None:
     positive_int("trainer.eval_batch_size", t.eval_batch_size)
     positive_int("trainer.save_every", t.save_every, optional=True)
     positive_int("trainer.log_every", t.log_every)
-    non_negative_int("trainer.num_workers", t.num_workers)
     positive_int("trainer.threads", t.threads, optional=True)
 
 
@@ -266,20 +265,15 @@ def check_config(cfg, run_dir: Path | str | None = None) -> None:
 
 
 def record_failure(cfg, run_dir: Path, err: Exception) -> None:
-    """results.json with status "failed" (the keys fpt.run writes for a failed run), if the folder takes it."""
+    """results.json with status "failed" (fpt/results.py, as fpt.run writes for a failed run), if the folder
+    takes it."""
     if os.environ.get("RANK", "0") != "0":
         return
-    results = {"task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type,
-               "schedule": cfg.schedule.name, "seed": cfg.seed, "steps": 0, "metric": cfg.task.metric, "best": {},
-               "final": {}, "status": "failed", "error": f"{type(err).__name__}: {err}",
-               "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,
-               "traceback": traceback.format_exc()}
+    from .checkpoint import write_json
+    from .results import run_results
+    results = run_results(cfg, "failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".results.json.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(results, indent=2, default=str) + "\n")
-        os.replace(tmp, run_dir / "results.json")
+        write_json(run_dir / "results.json", results)
     except OSError:
         pass  # an unwritable folder: the error itself still reaches the user
 

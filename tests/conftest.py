@@ -9,19 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from fpt.config import compose  # noqa: E402,F401  (the tests' `from conftest import compose`)
+
 # the benchmark files: $FPT_DATA_ROOT, or ../shared/data beside the repository (conf/paths/default.yaml)
 SHARED_DATA = Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-
-
-def compose(*overrides: str):
-    """The config train.py would see for these command-line overrides."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from fpt import CONF_DIR
-    from fpt.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture

@@ -47,3 +47,53 @@ def test_cfg_job_on_the_command_line():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "name: squad_v2" in out.stdout and "type: span_qa" in out.stdout and "google/t5-base-lm-adapt" in out.stdout
+
+
+# The MiniLM + SST-2 FPT study's arms as benchmarks/fpt_sst2.py passed them on the command line (its BASE, then
+# `prompt=...`, `trainer.max_steps=750` and the arm's own overrides; the data folder under paths.data_root, as
+# its default_data_root() / "GLUE" / "SST-2"), against the arm files conf/experiment/fpt_sst2/<arm>.yaml.
+STUDY_BASE = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2", "task.max_train_samples=8000",
+              "task.max_length=64", "prompt.length=20", "optim.lr=1e-2", "model.dropout=0", "trainer.batch_size=32",
+              "trainer.max_steps=750", "trainer.eval_every=150", "trainer.threads=1", "trainer.progress=false",
+              "trainer.log_every=10"]
+SIXTY = "schedule.stages=[{layers:2,ffn_ratio:0.25,fraction:0.3},{layers:4,ffn_ratio:0.5,fraction:0.1},{}]"
+STUDY_ARMS = {
+    "shallow_vanilla": ("shallow", ["schedule=none"]),
+    "shallow_fpt": ("shallow", ["schedule=fpt"]),
+    "shallow_fpt60": ("shallow", ["schedule=fpt", SIXTY]),
+    "deep_vanilla": ("deep", ["schedule=none"]),
+    "deep_fpt_copy": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=copy"]),
+    "deep_fpt_init": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=init"]),
+    "deep_fpt_gate": ("deep", ["schedule=fpt", "schedule.new_layer_prefix=gate"]),
+    "deep_fpt60": ("deep", ["schedule=fpt", SIXTY]),
+    "deep_vanilla450": ("deep", ["schedule=none", "trainer.max_steps=450"]),
+}
+
+
+def _flat(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    from fpt.config import flatten
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.mark.parametrize("arm", sorted(STUDY_ARMS))
+def test_study_arm_file_composes_to_the_benchmark_scripts_overrides(arm):
+    prompt, extra = STUDY_ARMS[arm]
+    old = _flat(compose(*STUDY_BASE, f"prompt={prompt}", "trainer.max_steps=750", *extra, "seed=2"))
+    new = _flat(compose(f"experiment=fpt_sst2/{arm}", "seed=2"))
+    assert set(new) == set(old)
+    assert {k: new[k] for k in new if new[k] != old[k]} == {}
+    assert new["prompt.type"] == prompt and new["schedule.name"] == extra[0].split("=")[1]
+
+
+def test_study_arms_are_every_file_and_run_one_job_each():
+    """Every arm file is tested above; an arm does not sweep fpt_minilm_sst2's prompt x schedule under -m."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    assert sorted(p.stem for p in (CONF_DIR / "experiment" / "fpt_sst2").glob("*.yaml")) == sorted(STUDY_ARMS)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=["experiment=fpt_sst2/deep_fpt_init"],
+                            return_hydra_config=True)
+        sweep = hydra_compose(config_name="config", overrides=["experiment=fpt_minilm_sst2"],
+                              return_hydra_config=True)
+    assert not cfg.hydra.sweeper.params and set(sweep.hydra.sweeper.params) == {"schedule", "prompt"}

@@ -186,7 +186,8 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
 
 
 def test_full_disk_stops_at_the_first_failed_write(tmp_path, monkeypatch):
-    """The disk fills after the run's first two files: the first checkpoint write fails with ENOSPC."""
+    """The disk fills after the run's first two files: the next write (the best prompt's tensors, at the first
+    evaluation, before the first checkpoint) fails with ENOSPC."""
     real_fsync, calls = os.fsync, []
 
     def fsync(fd):
@@ -200,11 +201,12 @@ def test_full_disk_stops_at_the_first_failed_write(tmp_path, monkeypatch):
     with pytest.raises(OSError) as caught:
         main(compose(*TINY, f"output_root={tmp_path}"), run)
     assert caught.value.errno == errno.ENOSPC and "No space left on device" in str(caught.value)
-    chain, err = [], caught.value  # the checkpoint write failed, then results.json could not be written either
+    chain, err = [], caught.value  # the tensors' write failed, then results.json could not be written either
     while err is not None:
         chain.append(str(err))
         err = err.__context__
-    assert any(f"could not write {run / 'checkpoint' / 'last.pt'}: No space left" in m for m in chain), chain
+    assert any(f"could not write {run / 'trainable_best.safetensors'}: No space left" in m for m in chain), chain
+    assert not (run / "checkpoint" / "last.pt").exists()
     assert json.loads((run / "run_state.json").read_text())["status"] == "running"
     leaves_nothing_complete(run)
 

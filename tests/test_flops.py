@@ -1,13 +1,15 @@
-"""Compute accounting: the analytic FLOPs the trainer logs vs ptflops on real (and meta) models; FPT ratios."""
+"""Compute accounting: the analytic FLOPs the trainer logs (fpt.flops) vs ptflops on real (and meta) models
+(tools/flops_check.py); FPT ratios."""
 import pytest
 import torch
 from conftest import compose
 from ptflops.aten_engine import FlopCounterMode
 
 from fpt.config import StageConfig
-from fpt.flops import PAPER_SHAPE, check_stages, main, measured_flops, schedule_costs, step_flops, total_ratio
+from fpt.flops import step_flops
 from fpt.growth import Growth, resolve_stages
 from fpt.models import build_model, load_tokenizer
+from tools.flops_check import PAPER_SHAPE, check_stages, main, measured_flops, schedule_costs, total_ratio
 
 torch.set_num_threads(1)
 VOCAB = 256  # small, so the T5 LM head does not drown the rest of the count
@@ -37,9 +39,8 @@ def _batch(seq2seq: bool, batch=3, src=12, tgt=5):
 def _analytic(model, cfg, batch, shape=None):
     dims = model.family.dims(model.backbone.config)
     tgt = batch["labels"].shape[1] if "labels" in batch else 0
-    return step_flops(dims, *batch["input_ids"].shape, tgt, shallow=model.shallow_length,
-                      deep=cfg.prompt.length if cfg.prompt.type == "deep" else 0,
-                      backbone_trains=cfg.prompt.type == "none", **(shape or {}))
+    return step_flops(dims, *batch["input_ids"].shape, tgt, backbone_trains=cfg.prompt.type == "none",
+                      **model.flops_shape(), **(shape or {}))
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])

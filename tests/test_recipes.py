@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 
 from fpt import CONF_DIR
 from fpt.config import register_configs
-from fpt.flops import model_dims
 from fpt.growth import reduces_decoder, resolve_stages
 from fpt.task_kinds import get_kind
+from tools.flops_check import model_dims
 
 # FPT (Huang et al., 2022): shallow prompt of 20 tokens, uniform init, Adafactor lr 0.3 constant, no relative step /
 # parameter scaling / warm-up init, weight decay 1e-5, clip 1.0, dropout 0, batch 32, inputs of 492 tokens,

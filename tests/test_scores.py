@@ -1,4 +1,5 @@
-"""Activation scores: what they measure (checked by an independent capture), padding, the cache, the command."""
+"""Activation scores: what they measure (checked by an independent capture), padding, the cache, the command
+(tools/scores.py)."""
 import random
 
 import pytest
@@ -6,9 +7,10 @@ import torch
 from conftest import compose
 
 from fpt.models import build_model, load_tokenizer
-from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores, main
+from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores
 from fpt.prompts import ShallowPrompt
 from fpt.tasks import collate, encode, read_rows
+from tools.scores import main
 
 torch.set_num_threads(1)
 
@@ -90,6 +92,19 @@ def test_cache_is_reused_and_recomputed_for_other_weights(tmp_path):
     other = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
     fresh, info = load_or_compute(cfg, other, features)
     assert info["computed"] and not torch.equal(fresh["encoder"], scores["encoder"])
+
+
+def test_score_command_scores_the_model_a_run_trains(tmp_path):
+    """The command builds the run with the trainer: its file holds the scores of the model that a run of the same
+    config starts from (same seed, weights and eval rows)."""
+    path = main(["model=tiny-bert", "prompt=deep", "prompt.length=3", "task.max_eval_samples=24", "seed=0",
+                 f"output_root={tmp_path}"])
+    assert path == tmp_path / "scores" / "sample_sentiment-tiny-bert.safetensors"
+    model, features, cfg = _setup("tiny-bert", "deep")  # seeded 0 before the model is built, as the trainer
+    expected = activation_scores(model, features, min(cfg.schedule.num_score_examples, len(features)),
+                                 cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
+    scores, settings = load_scores(path)
+    assert torch.equal(scores["encoder"], expected["encoder"]) and settings["examples"] == len(features) == 24
 
 
 def test_score_command_on_sst2_writes_reproducible_scores(shared_data, tmp_path):

@@ -63,6 +63,14 @@ class PromptedModel(nn.Module):
     def shallow_length(self) -> int:
         return self.shallow.length if self.shallow is not None else 0
 
+    def flops_shape(self) -> dict:
+        """The prompt's share of a step's shape, as fpt.flops.step_flops keywords (each prompt says its own)."""
+        shape = {"shallow": 0, "deep": 0}
+        for prompt in (self.shallow, self.deep):
+            if prompt is not None:
+                shape.update(prompt.flops_shape())
+        return shape
+
     def deep_prompt(self):
         """Context in which every attention site attends to its prefix."""
         if self.deep is None:
