@@ -64,7 +64,7 @@ class MultipleChoice(Classification):
     def bert_records(self, task, rows, features, outputs, scores):
         return list(outputs), list(features.meta), scores
 
-    text_record = Kind.text_record
+    text_record = Kind.text_record  # T5 records: the choice index itself, as the BERT ones
 
 
 KIND = MultipleChoice()
