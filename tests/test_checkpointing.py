@@ -60,7 +60,8 @@ def kept_in_layers(layers):
             storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    handles = [h for layer in layers for h in (layer.register_forward_pre_hook(enter), layer.register_forward_hook(leave))]
+    handles = [h for layer in layers
+               for h in (layer.register_forward_pre_hook(enter), layer.register_forward_hook(leave))]
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             yield storages
@@ -227,7 +228,8 @@ def test_growing_run_with_checkpointing_resumes_bitwise_and_equals_the_run_witho
         assert all(torch.equal(final[other][k], final["full"][k]) for k in final["full"]), other
     assert again["final"] == results["final"] == plain["final"] and again["best"] == results["best"]
     assert results["train_flops"] == plain["train_flops"]
-    stages = [json.loads(x).get("stage") for x in (tmp_path / "full" / "run" / "metrics.jsonl").read_text().splitlines()]
+    log = (tmp_path / "full" / "run" / "metrics.jsonl").read_text().splitlines()
+    stages = [json.loads(x).get("stage") for x in log]
     assert [s for s in stages if s is not None] == [0] * 4 + [1] * 4 + [2] * 4
     # a run is the same run with or without it: a killed run may be resumed with checkpointing turned on (OOM)
     on, off = (compose(*TINY_FPT, f"trainer.gradient_checkpointing={v}") for v in (True, False))
