@@ -42,12 +42,14 @@ def _batch(tok, seq2seq: bool):
 
 @contextmanager
 def kept_in_layers(layers):
-    """Bytes (distinct storages) the autograd graph keeps for the backward from inside these layers' forwards.
+    """Bytes (distinct storages) of activations the autograd graph keeps for the backward from inside these layers'
+    forwards (their own weights left out).
 
     Module hooks run outside transformers' checkpointed `forward`, and a checkpointed region keeps its tensors
     through its own inner hooks: what reaches ours from inside a checkpointed layer is only its saved inputs.
     """
     inside, storages = [0], {}
+    own = {t.untyped_storage().data_ptr() for layer in layers for t in [*layer.parameters(), *layer.buffers()]}
 
     def enter(*_):
         inside[0] += 1
@@ -56,7 +58,7 @@ def kept_in_layers(layers):
         inside[0] -= 1
 
     def pack(t):
-        if inside[0]:
+        if inside[0] and t.untyped_storage().data_ptr() not in own:  # activations, not the layer's weights
             storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
