@@ -19,7 +19,7 @@ from fpt.models import build_model, load_tokenizer
 
 torch.set_num_threads(1)
 CASES = [("tiny-bert", "deep"), ("tiny-bert", "shallow"), ("tiny-t5", "deep"), ("tiny-t5", "shallow"),
-         ("tiny-deberta", "deep")]
+         ("tiny-deberta", "deep"), ("tiny-bert", "none")]  # none: full fine-tuning, the backbone's gradients
 NO_DROPOUT = ["model.dropout=0", "model.head_dropout=0", "prompt.dropout=0"]
 
 
@@ -101,10 +101,10 @@ def test_prompt_gradients_equal_those_without_checkpointing(name, prompt):
     batch = _batch(tok, plain.family.seq2seq)
     loss_a, grads_a, kept_a = _step(plain, batch)
     loss_b, grads_b, kept_b = _step(ckpt, batch)
-    prompt_tensors = {n for n in grads_a if n.startswith(("deep.", "shallow."))}
-    assert prompt_tensors and all(grads_a[n].abs().sum() > 0 for n in prompt_tensors)  # the prompt learns
+    trained = {n for n in grads_a if n.startswith(("deep.", "shallow.", "backbone.encoder."))}
+    assert trained and all(grads_a[n].abs().sum() > 0 for n in trained)  # the prompt (or backbone) learns
     if prompt == "deep":  # every site's prefix, reached through the attention modules, not a layer input
-        assert len(prompt_tensors) == ckpt.deep.num_sites
+        assert len(trained) == ckpt.deep.num_sites
     torch.testing.assert_close(loss_b, loss_a, atol=1e-6, rtol=0)
     _assert_same_gradients(grads_a, grads_b)
     # checkpointing is active: the layers keep only their inputs for the backward
