@@ -9,7 +9,7 @@ handful of examples and is scored on those same examples, which it must then get
 import json
 
 import torch
-from conftest import compose
+from helpers import compose
 
 from fpt.trainer import Trainer
 

@@ -1,7 +1,7 @@
 """Compute accounting: the analytic FLOPs the trainer logs vs ptflops on real (and meta) models; FPT ratios."""
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 from ptflops.aten_engine import FlopCounterMode
 
 from fpt.config import StageConfig

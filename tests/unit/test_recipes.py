@@ -8,12 +8,10 @@ import logging
 
 import pytest
 import torch
-from conftest import compose
-from hydra import compose as hydra_compose, initialize_config_dir
+from helpers import compose, compose_hydra as hydra_cfg
 from omegaconf import OmegaConf
 
 from fpt import CONF_DIR
-from fpt.config import register_configs
 from fpt.flops import model_dims
 from fpt.growth import reduces_decoder, resolve_stages
 
@@ -163,10 +161,6 @@ def test_fpt_recipe_on_any_model(model):
 
 
 # --------------------------------------------------------------------------- experiment files
-def hydra_cfg(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
 @pytest.mark.parametrize("model", ["t5-xl", "t5-large"])
