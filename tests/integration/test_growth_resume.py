@@ -14,7 +14,6 @@ def _train(run_dir: Path, *overrides: str, fault: str | None = None):
     return proc
 
 
-
 def test_train_with_growth_resumes_bitwise_across_a_stage_boundary(tmp_path):
     """Killed after the checkpoint that ends stage 0 (step 4): the resumed run grows the model and copies
     the joining layers' prefixes from the trained ones exactly as the uninterrupted run did."""

@@ -26,7 +26,6 @@ time.sleep(120)
 """
 
 
-
 def test_second_process_on_a_folder_fails_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
     folder = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(folder)], cwd=ROOT, env=subprocess_env(),
@@ -43,7 +42,6 @@ def test_second_process_on_a_folder_fails_naming_the_holder_and_a_dead_holder_is
     assert "pid" in (folder / "run.lock").read_text()  # the killed holder's lock file is still there ...
     assert run(folder)["status"] == "completed"  # ... and taken over
     assert not (folder / "run.lock").exists()  # released at the end
-
 
 
 def test_sigterm_writes_a_checkpoint_exits_interrupted_and_the_rerun_is_bitwise_equal(tmp_path):
@@ -84,7 +82,6 @@ def test_sigterm_writes_a_checkpoint_exits_interrupted_and_the_rerun_is_bitwise_
         assert [s for s, _ in a] == [s for s, _ in b], tag  # no step twice
         if tag != "train/train_seconds":  # wall time differs, the rest is bitwise
             assert a == b, tag
-
 
 
 def test_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):

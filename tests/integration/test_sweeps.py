@@ -126,8 +126,6 @@ def test_interrupted_optuna_search_continues_to_n_trials_in_one_study(tmp_path):
     assert json.loads((sweep / "2" / "results.json").read_text())["steps"] == 8  # resumed there, finished
 
 
-
-
 def test_a_search_without_multirun_fails_naming_it(tmp_path):
     proc = run("train.py", "hparams_search=tiny_grid", f"output_root={tmp_path}", f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode != 0 and "hparams_search=tiny_grid is a sweep: add -m" in proc.stderr

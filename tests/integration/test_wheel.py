@@ -28,7 +28,6 @@ def wheel(tmp_path_factory):
     return path
 
 
-
 def test_wheel_ships_every_config_and_the_console_scripts(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.removeprefix("fpt/conf/") for n in names if n.startswith("fpt/conf/")}
@@ -37,7 +36,6 @@ def test_wheel_ships_every_config_and_the_console_scripts(wheel):
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "fpt-train = fpt.cli:train" in text and "fpt-eval = fpt.cli:evaluate" in text
-
 
 
 def test_installed_layout_composes_from_its_own_configs_in_any_folder(wheel, tmp_path):

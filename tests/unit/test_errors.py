@@ -185,8 +185,6 @@ def test_full_disk_stops_at_the_first_failed_write(tmp_path, monkeypatch):
     leaves_nothing_complete(run)
 
 
-
-
 def test_start_up_check_reads_the_files_once(tmp_path, monkeypatch):
     """check_config reads the local files; the Trainer's read_rows takes those rows instead of reading again."""
     from fpt import tasks

@@ -313,8 +313,6 @@ def test_entering_a_stage_directly_equals_growing_into_it():
     assert torch.equal(_outputs(grown, batch), _outputs(jumped, batch))
 
 
-
-
 # --------------------------------------------------------------------------- per-site prefixes and the optimizer
 def _grow_two_stages(name: str, *extra: str):
     """A 6-layer model whose stage 0 (steps 0-3) keeps layers 0 and 5, then the full model (steps 4-7)."""

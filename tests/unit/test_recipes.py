@@ -161,8 +161,6 @@ def test_fpt_recipe_on_any_model(model):
 
 
 # --------------------------------------------------------------------------- experiment files
-
-
 @pytest.mark.parametrize("model", ["t5-xl", "t5-large"])
 def test_fpt_experiments_sweep_their_rows_on_the_recipe(model):
     experiment = f"fpt_{model.replace('-', '_')}"

@@ -82,8 +82,6 @@ def test_changed_value_list_in_a_reused_sweep_folder_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- one process per folder
-
-
 def test_run_that_finds_an_earlier_run_in_progress_is_refused(tmp_path):
     """A re-run in a new folder finds the unfinished run of its config, but that run's process still holds it."""
     from fpt.run_folder import FolderLock
@@ -161,8 +159,6 @@ def test_same_relative_data_dir_from_another_working_directory_is_another_run(tm
 
 
 # --------------------------------------------------------------------------- stale logs, damaged checkpoints
-
-
 def test_damaged_checkpoint_is_named_with_the_ways_to_recover(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     interrupt_at(monkeypatch, 5)

@@ -30,7 +30,6 @@ def test_ranks_from_slurm_environment(monkeypatch, env, expected):
     assert "SLURM_STEP_NUM_TASKS" not in os.environ and os.environ.get("WORLD_SIZE") != "4"
 
 
-
 def test_first_host_of_a_slurm_node_list():
     from fpt.distributed import first_host
 

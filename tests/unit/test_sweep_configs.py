@@ -13,14 +13,12 @@ def test_ptv2_grid_is_the_papers_search_space():
     assert cfg.prompt.dropout == 0.1 and cfg.model.dropout == 0.1
 
 
-
 def test_optuna_search_persists_its_study_under_the_sweep():
     cfg = hydra_compose("hparams_search=optuna", "task=rte", "model=roberta-large")
     s = cfg.hydra.sweeper
     assert s.direction == "maximize" and s.study_name == "rte-roberta-large-deep-none"
     assert s.storage == "sqlite:///outputs/multirun/optuna/rte-roberta-large-deep-none/optuna.db"
     assert set(s.params) == {"optim.lr", "prompt.length", "trainer.epochs"}
-
 
 
 def test_launcher_configs_compose():
@@ -30,7 +28,6 @@ def test_launcher_configs_compose():
                           "hydra.launcher.tasks_per_node=4").hydra.launcher
     assert slurm._target_.endswith("SlurmLauncher") and slurm.partition == "gpu"
     assert slurm.gpus_per_node == 4 and slurm.max_num_timeout > 0 and slurm.additional_parameters.requeue
-
 
 
 def test_claim_gpu_skips_gpus_other_processes_hold(tmp_path, monkeypatch):
