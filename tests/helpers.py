@@ -15,15 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]  # the checkout: train.py, eval.py, c
 
 
 # --------------------------------------------------------------------------- composing configs
-def compose_hydra(*overrides: str):
-    """The composed config with its `hydra` node (sweeper, launcher), as `train.py -m` would see it."""
+def compose_hydra(*overrides: str, config_name: str = "config"):
+    """The composed config with its `hydra` node (sweeper, launcher), as `train.py -m` would see it
+    (config_name="eval": as eval.py would)."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from fpt import CONF_DIR
     from fpt.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
 
 
 def tiny_run(steps: int, eval_every: int, eval_samples: int, *more: str) -> list[str]:
