@@ -214,7 +214,7 @@ def test_peft_export_refuses_what_peft_cannot_represent():
 # --------------------------------------------------------------------------- predictions of every BERT head
 def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
     """Per-example predictions (one per row, in order) re-scored by the task's metric give eval's metrics."""
-    from test_task_runs import CONLL, COPA, RECORD, SQUAD, jsonl, write
+    from helpers import CONLL, COPA, RECORD, SQUAD, jsonl, write
 
     from fpt.evaluate_run import LoadedRun, score
     from fpt.evaluation import evaluate

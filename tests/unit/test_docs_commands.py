@@ -20,7 +20,6 @@ import inspect
 import re
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from helpers import ROOT, compose_hydra
