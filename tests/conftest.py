@@ -23,3 +23,23 @@ def shared_data():
             pytest.fail(f"FPT_REQUIRE_SHARED_DATA=1 but {SHARED_DATA} does not exist")
         pytest.skip(f"real benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --------------------------------------------------------------------------- a toy task a tiny model learns
+# (helpers.py; trained once per test module that asks)
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from helpers import write_toy
+    return write_toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory, toy):
+    from helpers import TOY_BERT, train_toy
+    return train_toy(tmp_path_factory.mktemp("bert"), toy, *TOY_BERT)
+
+
+@pytest.fixture(scope="module")
+def t5_run(tmp_path_factory, toy):
+    from helpers import TOY_T5, train_toy
+    return train_toy(tmp_path_factory.mktemp("t5"), toy, *TOY_T5)
