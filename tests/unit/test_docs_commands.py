@@ -4,8 +4,8 @@
   would compose them (a misspelt key, group or option fails). A `-m` sweep composes the first value of each swept
   list, then once more with the first value of each parameter its sweeper searches (hparams_search, experiments).
 - `python eval.py`, `fpt-eval`: the overrides compose with conf/eval.yaml.
-- `python -m fpt.<module>`: the module imports and has a `main`; its argparse options parse (nothing runs), and
-  the `key=value` arguments of a module that takes Hydra overrides (fpt.scores, fpt.flops) compose.
+- `python -m fpt.<module>` / `python -m tools.<module>`: the module imports and has a `main`; its argparse options parse (nothing runs), and
+  the `key=value` arguments of a module that takes Hydra overrides (tools.scores, tools.flops_check) compose.
 - `python <script>.py`, `bash <script>`: the script exists.
 Placeholders are rules, not silence: a `<...>` argument is replaced by a dummy value and the rest is still checked;
 a lone `...` argument is left out; commands of the kinds in SKIPPED are not checked, and test_skipped_commands
@@ -108,7 +108,7 @@ def parse(where: str, line: str) -> Command | None:
             return cmd
     elif words[0] in ("python", "python3") and len(words) > 1:
         if words[1] == "-m" and len(words) > 2:
-            if not words[2].startswith("fpt"):
+            if not words[2].startswith(("fpt", "tools.")):
                 return None
             cmd.kind, cmd.module, rest = "module", words[2], words[3:]
         elif words[1].endswith("train.py"):
@@ -198,7 +198,7 @@ def check_module(cmd: Command, monkeypatch) -> None:
     module = importlib.import_module(cmd.module)
     assert callable(getattr(module, "main", None)), f"{cmd.module} has no main()"
     overrides = [a for a in cmd.args if re.fullmatch(r"[+~]*[\w./@-]+=.*", a)]
-    if "argparse" not in inspect.getsource(module.main):  # takes Hydra overrides only (fpt.scores)
+    if "argparse" not in inspect.getsource(module.main):  # takes Hydra overrides only (tools.scores)
         assert overrides == cmd.args, f"{cmd.module} takes key=value overrides only, not {cmd.args}"
         compose_hydra(*overrides)
         return
@@ -218,7 +218,7 @@ def check_module(cmd: Command, monkeypatch) -> None:
         module.main(list(cmd.args))
     except Parsed as parsed:
         assert not (parsed.strict and parsed.rest), f"unrecognized arguments: {parsed.rest}"
-        if parsed.rest:  # the rest of a parse_known_args command line: Hydra overrides (fpt.flops)
+        if parsed.rest:  # the rest of a parse_known_args command line: Hydra overrides (tools.flops_check)
             compose_hydra(*parsed.rest)
         return
     except SystemExit as err:  # argparse's error: a wrong option or value
@@ -283,7 +283,7 @@ BAD = [
     ("python -m fpt.collect outputs/multirun --plott", "--plott"),            # a misspelt option
     ("python -m fpt.export outputs/demo --format onnx", "onnx"),              # a value argparse refuses
     ("python -m fpt.nothing_here x", "fpt.nothing_here"),                     # no such module
-    ("python -m fpt.scores model=t5-large tsk=mnli", "tsk"),                  # a module that takes overrides
+    ("python -m tools.scores model=t5-large tsk=mnli", "tsk"),                  # a module that takes overrides
     ("python benchmarks/no_such_script.py", "no_such_script.py"),
 ]
 BAD_DOC = "Prose that mentions python train.py promt=deep outside a code block is not a command.\n\n```bash\n" + \
@@ -317,7 +317,7 @@ fpt-train prompt=deep \\
 python eval.py run=outputs/demo split=test
 python -m fpt.collect <sweep dir> --plot
 python -m fpt.export outputs/demo --format peft --allow-inexact
-python -m fpt.scores model=t5-large task=mnli
+python -m tools.scores model=t5-large task=mnli
 python train.py -m hydra/launcher=local_gpus hydra.launcher.n_jobs=4 ...
 pip install -e .
 ```""", "good.md")
