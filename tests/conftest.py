@@ -11,8 +11,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from fpt.config import compose  # noqa: E402,F401  (the tests' `from conftest import compose`)
 
-# the benchmark files: $FPT_DATA_ROOT, or ../shared/data beside the repository (conf/paths/default.yaml)
+# the benchmark files: $FPT_DATA_ROOT, or the tests' convention, shared/data beside the repository; exported so
+# that every composed config and every subprocess reads the same root (paths.data_root, conf/paths/default.yaml)
 SHARED_DATA = Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+os.environ["FPT_DATA_ROOT"] = str(SHARED_DATA)
 
 
 @pytest.fixture
