@@ -148,6 +148,7 @@ class TrainerConfig:
     save_every: Optional[int] = None    # checkpoint every N steps (default: eval_every)
     device: str = "auto"                # auto | cpu | cuda | cuda:1 ...
     bf16: bool = True                   # autocast to bf16 on CUDA
+    gradient_checkpointing: bool = False  # recompute each layer's activations in the backward: less memory, more time
     resume: bool = True                 # continue a killed run (same run dir or same config)
     skip_completed: bool = True         # a finished run with this exact config is not run again
     progress: bool = True

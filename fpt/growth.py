@@ -316,6 +316,7 @@ class Growth:
         kept = {(s, i) for s, keep in st.layers.items() for i in keep}
         active = [family.site_layer(name) in kept for name in self.model.site_names]
         self.model.set_active_sites(None if all(active) else active)
+        self.model.apply_gradient_checkpointing()  # trainer.gradient_checkpointing: this stage's layers too
         self._built = k
 
     @torch.no_grad()

@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from ..prompts import DeepPrompt, ShallowPrompt, captured_keys_values
+from . import checkpointing
 
 
 class PromptedModel(nn.Module):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg):
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False):
         super().__init__()
         self.backbone, self.family, self.prompt_type = backbone, family, prompt_cfg.type
         self.model_cfg = model_cfg
@@ -42,6 +43,9 @@ class PromptedModel(nn.Module):
             backbone.requires_grad_(False)
         self.prefix_visible = None  # tests: a [P] bool mask over the deep prefix
         self.active_sites = None    # growth: which sites' prefixes are in use (None = all)
+        self.gradient_checkpointing = False
+        if gradient_checkpointing:
+            self.set_gradient_checkpointing(True)
 
     @torch.no_grad()
     def _init_deep_from_tokens(self, token_ids: list[int]) -> None:
@@ -92,6 +96,24 @@ class PromptedModel(nn.Module):
                 for param in self.deep.site_modules(i):
                     param.requires_grad_(active is None or active[i])
 
+    def set_gradient_checkpointing(self, on: bool) -> None:
+        """trainer.gradient_checkpointing: recompute each transformer layer in the backward instead of keeping its
+        activations (fpt/models/checkpointing.py)."""
+        self.gradient_checkpointing = bool(on)
+        if on:
+            self.apply_gradient_checkpointing()
+        else:
+            checkpointing.disable(self.backbone)
+
+    def apply_gradient_checkpointing(self) -> None:
+        """(Re-)apply checkpointing to the layers the model runs now, when it is on; growth calls this after
+        building a stage's model (layers dropped or restored, FFNs narrowed)."""
+        if not self.gradient_checkpointing:
+            return
+        stacks = self.family.layer_stacks(self.backbone)
+        checkpointing.enable(self.backbone, self.sites, stacks)
+        checkpointing.check_layers(stacks, self.model_cfg.name)
+
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """What the optimizer holds and checkpoints save: the prompt (every site's prefix, also those of sites
         absent from the current growth stage), the head, and the backbone when it trains (prompt=none)."""
@@ -130,8 +152,8 @@ class PromptedEncoder(PromptedModel):
     """`make_head(hidden, pooler)` builds the task's head (its kind's `head`), after the prompt is initialised."""
 
     def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg,
-                 make_head: Callable[[int, nn.Module | None], nn.Module]):
-        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg)
+                 make_head: Callable[[int, nn.Module | None], nn.Module], gradient_checkpointing: bool = False):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
         self.head = make_head(family.dims(backbone.config)["hidden"], getattr(backbone, "pooler", None))
         if self.shallow is not None:  # after the embeddings so real tokens keep their positions
             backbone.embeddings.register_forward_hook(self._prepend_shallow)
@@ -166,8 +188,8 @@ class PromptedEncoder(PromptedModel):
 
 
 class PromptedSeq2Seq(PromptedModel):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg):
-        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg)
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
         self.tokenizer = tokenizer
 
     def encoder_inputs(self, batch):
