@@ -129,14 +129,17 @@ def check_prefix_reaches(backbone, family: Family, model_cfg) -> None:
                          f"they do not run fpt's prefix attention, so the prefix would change nothing. {supported}")
 
 
-def build_model(cfg, tokenizer, num_labels: int | None = None, gradient_checkpointing: bool = False):
+def build_model(cfg, tokenizer, num_labels: int | None = None, gradient_checkpointing: bool = False,
+                checkpoint_layers: float = 1.0):
     """The prompted model for cfg.model / cfg.prompt / cfg.task; `gradient_checkpointing`: recompute each layer's
-    activations in the backward (trainer.gradient_checkpointing, fpt/models/checkpointing.py)."""
+    activations in the backward (trainer.gradient_checkpointing, fpt/models/checkpointing.py), in the bottom
+    `checkpoint_layers` fraction of each layer stack (trainer.checkpoint_layers)."""
     family = get_family(cfg.model)
     if cfg.prompt.type not in ("none", "shallow", "deep"):
         raise ValueError(f"prompt.type={cfg.prompt.type!r}: expected none, shallow or deep")
     backbone = load_backbone(cfg.model, deep_prompt=cfg.prompt.type == "deep")
     if family.seq2seq:
-        return PromptedSeq2Seq(backbone, family, cfg.prompt, tokenizer, cfg.model, gradient_checkpointing)
+        return PromptedSeq2Seq(backbone, family, cfg.prompt, tokenizer, cfg.model, gradient_checkpointing,
+                               checkpoint_layers)
     return PromptedEncoder(backbone, family, cfg.prompt, tokenizer, cfg.model, cfg.task, num_labels,
-                           gradient_checkpointing)
+                           gradient_checkpointing, checkpoint_layers)

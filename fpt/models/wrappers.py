@@ -17,7 +17,8 @@ from .heads import ClassificationHead, build_head  # noqa: F401  (Classification
 
 
 class PromptedModel(nn.Module):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False):
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False,
+                 checkpoint_layers: float = 1.0):
         super().__init__()
         self.backbone, self.family, self.prompt_type = backbone, family, prompt_cfg.type
         self.model_cfg = model_cfg
@@ -44,8 +45,12 @@ class PromptedModel(nn.Module):
         self.prefix_visible = None  # tests: a [P] bool mask over the deep prefix
         self.active_sites = None    # growth: which sites' prefixes are in use (None = all)
         self.gradient_checkpointing = False
+        self.checkpoint_layers = checkpointing.check_fraction(checkpoint_layers)
+        if checkpoint_layers != 1 and not gradient_checkpointing:
+            raise ValueError(f"trainer.checkpoint_layers={checkpoint_layers} needs trainer.gradient_checkpointing=true "
+                             f"(it says which share of the layers is checkpointed)")
         if gradient_checkpointing:
-            self.set_gradient_checkpointing(True)
+            self.set_gradient_checkpointing(True, checkpoint_layers)
 
     @torch.no_grad()
     def _init_deep_from_tokens(self, token_ids: list[int]) -> None:
@@ -96,10 +101,13 @@ class PromptedModel(nn.Module):
                 for param in self.deep.site_modules(i):
                     param.requires_grad_(active is None or active[i])
 
-    def set_gradient_checkpointing(self, on: bool) -> None:
+    def set_gradient_checkpointing(self, on: bool, fraction: float | None = None) -> None:
         """trainer.gradient_checkpointing: recompute each transformer layer in the backward instead of keeping its
-        activations (fpt/models/checkpointing.py)."""
+        activations (fpt/models/checkpointing.py); `fraction` (trainer.checkpoint_layers; None: unchanged): the
+        share of each stack's layers, from the bottom, that is checkpointed."""
         self.gradient_checkpointing = bool(on)
+        if fraction is not None:
+            self.checkpoint_layers = checkpointing.check_fraction(fraction)
         if on:
             self.apply_gradient_checkpointing()
         else:
@@ -111,8 +119,8 @@ class PromptedModel(nn.Module):
         if not self.gradient_checkpointing:
             return
         stacks = self.family.layer_stacks(self.backbone)
-        checkpointing.enable(self.backbone, self.sites, stacks)
-        checkpointing.check_layers(stacks, self.model_cfg.name)
+        checkpointing.enable(self.backbone, self.sites, stacks, self.checkpoint_layers)
+        checkpointing.check_layers(stacks, self.model_cfg.name, self.checkpoint_layers)
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """What the optimizer holds and checkpoints save: the prompt (every site's prefix, also those of sites
@@ -150,8 +158,8 @@ def _common_word_ids(tokenizer, vocab_size: int, count: int = 5000) -> list[int]
 
 class PromptedEncoder(PromptedModel):
     def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, task_cfg, num_labels,
-                 gradient_checkpointing: bool = False):
-        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
+                 gradient_checkpointing: bool = False, checkpoint_layers: float = 1.0):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing, checkpoint_layers)
         self.task_type = task_cfg.type
         hidden = family.dims(backbone.config)["hidden"]
         self.head = build_head(task_cfg, hidden, num_labels, model_cfg.head_dropout, getattr(backbone, "pooler", None),
@@ -197,8 +205,9 @@ class PromptedEncoder(PromptedModel):
 
 
 class PromptedSeq2Seq(PromptedModel):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False):
-        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False,
+                 checkpoint_layers: float = 1.0):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing, checkpoint_layers)
         self.tokenizer = tokenizer
 
     def encoder_inputs(self, batch):
