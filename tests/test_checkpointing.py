@@ -21,7 +21,7 @@ from fpt.models import build_model, load_tokenizer
 
 torch.set_num_threads(1)
 CASES = [("tiny-bert", "deep"), ("tiny-bert", "shallow"), ("tiny-t5", "deep"), ("tiny-t5", "shallow"),
-         ("tiny-deberta", "deep"), ("tiny-bert", "none")]  # none: full fine-tuning, the backbone's gradients
+         ("tiny-deberta", "deep"), ("tiny-deberta", "shallow"), ("tiny-bert", "none")]  # none: full fine-tuning, the backbone's gradients
 NO_DROPOUT = ["model.dropout=0", "model.head_dropout=0", "prompt.dropout=0"]
 
 
@@ -255,6 +255,10 @@ def test_checkpoint_layers_rounding_and_bad_values():
         _model("tiny-bert", "deep", False, fraction=0.5)
     cfg = compose("trainer.checkpoint_layers=0.5")  # the trainer's config key reaches the schema
     assert cfg.trainer.checkpoint_layers == 0.5 and compose().trainer.checkpoint_layers == 1.0
+    from fpt.validate import ConfigError, check_trainer  # and is checked at start-up, before a run folder
+    check_trainer(cfg.trainer)
+    with pytest.raises(ConfigError, match=r"trainer.checkpoint_layers=1.5: expected a number in \(0, 1\]"):
+        check_trainer(compose("trainer.checkpoint_layers=1.5").trainer)
 
 
 class _Killed(Exception):
