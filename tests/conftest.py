@@ -11,8 +11,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from fpt.config import compose  # noqa: E402,F401  (the tests' `from conftest import compose`)
 
-# the benchmark files: $FPT_DATA_ROOT, or ../shared/data beside the repository (conf/paths/default.yaml)
+# the benchmark files: $FPT_DATA_ROOT, or the tests' convention, shared/data beside the repository; exported so
+# that every composed config and every subprocess reads the same root (paths.data_root, conf/paths/default.yaml)
 SHARED_DATA = Path(os.environ.get("FPT_DATA_ROOT") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+os.environ["FPT_DATA_ROOT"] = str(SHARED_DATA)
 
 
 @pytest.fixture
@@ -23,3 +25,23 @@ def shared_data():
             pytest.fail(f"FPT_REQUIRE_SHARED_DATA=1 but {SHARED_DATA} does not exist")
         pytest.skip(f"real benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# --------------------------------------------------------------------------- a toy task a tiny model learns
+# (helpers.py; trained once per test module that asks)
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from helpers import write_toy
+    return write_toy(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory, toy):
+    from helpers import TOY_BERT, train_toy
+    return train_toy(tmp_path_factory.mktemp("bert"), toy, *TOY_BERT)
+
+
+@pytest.fixture(scope="module")
+def t5_run(tmp_path_factory, toy):
+    from helpers import TOY_T5, train_toy
+    return train_toy(tmp_path_factory.mktemp("t5"), toy, *TOY_T5)

@@ -9,71 +9,12 @@ handful of examples and is scored on those same examples, which it must then get
 import json
 
 import torch
-from conftest import compose
+from helpers import (CONLL, COPA, MNLI_DEV, MNLI_ROWS, MNLI_TRAIN, MULTIRC, QQP, RECORD, SQUAD, SRL, XSUM,
+                     compose, jsonl, write)
 
 from fpt.trainer import Trainer
 
 torch.set_num_threads(1)
-
-CONTEXT = "Alice was born in Paris in 1990. Bob lives in Rome. The cat is black."
-SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": CONTEXT, "qas": [
-    {"id": "1", "question": "Where was Alice born?", "answers": [{"text": "Paris", "answer_start": 18}]},
-    {"id": "2", "question": "Where does Bob live?", "answers": [{"text": "Rome", "answer_start": 46}]},
-    {"id": "3", "question": "What colour is the dog?", "answers": [], "is_impossible": True},
-    {"id": "4", "question": "When was Alice born?", "answers": [{"text": "1990", "answer_start": 27}]}]}]}]}
-RECORD = {"idx": 0, "source": "x", "passage": {
-    "text": "Tom met Ann in Rome.\n@highlight\nAnn is a doctor", "entities": [
-        {"start": 0, "end": 2}, {"start": 8, "end": 10}, {"start": 15, "end": 18}]}, "qas": [
-    {"idx": 0, "query": "@placeholder met a doctor in Rome.", "answers": [{"start": 0, "end": 2, "text": "Tom"}]},
-    {"idx": 1, "query": "The doctor was in @placeholder.", "answers": [{"start": 15, "end": 18, "text": "Rome"}]},
-    {"idx": 2, "query": "Tom met @placeholder.", "answers": [{"start": 8, "end": 10, "text": "Ann"}]}]}
-XSUM = [{"document": "The council approved a new park in the town centre on Monday.", "summary": "New park approved.",
-         "id": "1"},
-        {"document": "Heavy rain flooded several roads across the county overnight.", "summary": "Rain floods roads.",
-         "id": "2"}]
-MNLI_TRAIN = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
-              "sentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n")
-MNLI_DEV = MNLI_TRAIN.replace("label1\tgold_label", "label1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label")
-MNLI_ROWS = [("A man plays a guitar.", "A man plays music.", "entailment"),
-             ("A dog runs in a park.", "A cat sleeps at home.", "contradiction"),
-             ("A woman reads a book.", "The woman is a teacher.", "neutral")]
-QQP = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n" + "".join(
-    f"{i}\t{2 * i}\t{2 * i + 1}\t{a}\t{b}\t{y}\n" for i, (a, b, y) in enumerate([
-        ("How do I learn Python?", "What is the best way to learn Python?", 1),
-        ("How tall is Everest?", "Who wrote Hamlet?", 0),
-        ("Why is the sky blue?", "What makes the sky look blue?", 1),
-        ("Is coffee healthy?", "How far is the Moon?", 0)]))
-MULTIRC = {"idx": 0, "passage": {"text": "Tom has a red cat and a dog.", "questions": [
-    {"idx": 0, "question": "What pets does Tom have?", "answers": [
-        {"idx": 0, "text": "A cat", "label": 1}, {"idx": 1, "text": "A fish", "label": 0},
-        {"idx": 2, "text": "A dog", "label": 1}]},
-    {"idx": 1, "question": "What colour is the cat?", "answers": [
-        {"idx": 3, "text": "Red", "label": 1}, {"idx": 4, "text": "Blue", "label": 0}]}]}}
-COPA = [{"premise": "The man fell.", "choice1": "He slipped.", "choice2": "He laughed.", "question": "cause",
-         "label": 0, "idx": 0},
-        {"premise": "It rained.", "choice1": "We got dry.", "choice2": "We got wet.", "question": "effect",
-         "label": 1, "idx": 1},
-        {"premise": "The glass broke.", "choice1": "I dropped it.", "choice2": "I washed it.", "question": "cause",
-         "label": 0, "idx": 2},
-        {"premise": "She was hungry.", "choice1": "She slept.", "choice2": "She ate.", "question": "effect",
-         "label": 1, "idx": 3}]
-CONLL = ("-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\nGerman JJ I-NP I-MISC\ncall NN I-NP O\n\n"
-         "Peter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\nvisited VBD I-VP O\nLondon NNP I-NP I-LOC\n\n"
-         "Smith NNP I-NP I-PER\nmet VBD I-VP O\nJones NNP I-NP I-PER\nin IN I-PP O\nParis NNP I-NP I-LOC\n")
-SRL = ("1 The cat sat on the mat ||| B-A0 I-A0 B-V B-AM-LOC I-AM-LOC I-AM-LOC\n"
-       "0 Kozlowski resigned yesterday ||| B-A0 B-V B-AM-TMP\n"
-       "2 Investors quickly sold shares ||| B-A0 B-AM-MNR B-V B-A1\n")
-
-
-def write(folder, files: dict):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
-
-
-def jsonl(rows):
-    return "".join(json.dumps(r) + "\n" for r in rows)
 
 
 def run(tmp_path, task, model, data_dir, *overrides, steps=60, lr=3e-3):

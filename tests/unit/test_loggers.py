@@ -4,7 +4,7 @@ import json
 import sys
 
 import pytest
-from conftest import compose
+from helpers import compose
 
 from fpt.loggers import CSVLogger, JSONLLogger, TensorBoardLogger, build_loggers, check_loggers
 from fpt.run import main as run_main

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from fpt.evaluation import check_metric
 from fpt.models import load_tokenizer

@@ -15,20 +15,13 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import GROWTH_STAGES, ROOT, TINY_FPT, compose, subprocess_env
 from safetensors.torch import load_file
 
-from fpt import CONF_DIR
-from fpt.config import register_configs
 from fpt.run import main
 
-ROOT = Path(__file__).resolve().parents[1]
-STEPS = 12
-ARGS = ["model=tiny-bert", "model.from_config.num_hidden_layers=4", "prompt=deep", "prompt.length=4",
-        f"trainer.max_steps={STEPS}", "trainer.eval_every=4", "trainer.save_every=2", "trainer.batch_size=8",
-        "trainer.eval_batch_size=50", "task.max_eval_samples=100", "trainer.threads=1", "trainer.progress=false",
-        "trainer.log_every=1", "schedule=fpt",
-        "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers: 3, ffn_ratio: 0.75, steps: 4}, {}]"]
+STEPS = 12  # TINY_FPT's trainer.max_steps: three stages of 4 steps
+ARGS = [*TINY_FPT, "trainer.save_every=2", "schedule=fpt", GROWTH_STAGES]
 STAGE_CHANGES = (4, 8)
 
 
@@ -39,10 +32,7 @@ def moments(rng: random.Random) -> list[str]:
 
 
 def train_in_process(folder: Path, scores: Path) -> dict:
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config",
-                      overrides=[*ARGS, f"schedule.scores_path={scores}", f"output_root={folder}"])
+    cfg = compose(*ARGS, f"schedule.scores_path={scores}", f"output_root={folder}")
     return main(cfg, folder)
 
 
@@ -66,11 +56,10 @@ def test_kill_at_five_random_moments_then_resume_is_bitwise_equal(tmp_path):
     stages = [json.loads(x)["stage"] for x in (full / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert stages == [0] * 4 + [1] * 4 + [2] * 4  # the model grows at steps 4 and 8
 
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     folders = [tmp_path / f"killed{k}" for k in range(len(chosen))]
     procs = [subprocess.Popen([sys.executable, "train.py", *ARGS, f"schedule.scores_path={scores}",
                                f"hydra.run.dir={folder}", f"output_root={folder}"], cwd=ROOT,
-                              env={**env, "FPT_FAULT": fault}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=subprocess_env(fault), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True) for folder, fault in zip(folders, chosen)]  # side by side: 2 cores
     errors = [proc.communicate(timeout=600)[1] for proc in procs]
     for folder, fault, proc, stderr in zip(folders, chosen, procs, errors):

@@ -237,7 +237,7 @@ def test_options_go_only_to_metrics_that_take_them():
     assert out == approx({"accuracy": 0.5, "f1_macro": 0.5})  # class 0: 1, class 1: 0
 
 def test_t5_classification_scores_cb_with_unreadable_share():
-    from conftest import compose
+    from helpers import compose
     from fpt.task_kinds import get_kind
     from fpt.tasks import Features
 
@@ -251,7 +251,7 @@ def test_t5_classification_scores_cb_with_unreadable_share():
     assert "unreadable" not in bert and bert["accuracy"] == approx(5 / 6)
 
 def test_t5_regression_reports_unreadable_numbers():
-    from conftest import compose
+    from helpers import compose
     from fpt.task_kinds import get_kind
     from fpt.tasks import Features
 

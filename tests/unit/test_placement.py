@@ -1,7 +1,7 @@
 """model.device_map: a Hugging Face-sharded backbone stays where it was put; prompt and head follow it."""
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from fpt import distributed as dist
 from fpt import models

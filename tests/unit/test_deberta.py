@@ -3,7 +3,7 @@ exactness against the untouched Hugging Face model, gradients at every layer, an
 prefix which never enters an attention fails loudly. Shallow prompts: trained, read, and masked exactly."""
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 from transformers import AutoModel
 
 from fpt.models import build_model, load_tokenizer

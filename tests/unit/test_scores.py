@@ -4,7 +4,7 @@ import random
 
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from fpt.models import build_model, load_tokenizer
 from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores

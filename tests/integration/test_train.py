@@ -1,31 +1,18 @@
-"""train.py end to end in subprocesses: outputs, SIGKILL and resume, crash mid-checkpoint (bad input: test_errors.py)."""
+"""train.py end to end in subprocesses: outputs, SIGKILL and resume, crash mid-checkpoint (bad input: test_errors*.py)."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_run, train_py
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=12", "trainer.eval_every=4",
-        "trainer.batch_size=8", "trainer.eval_batch_size=50", "task.max_eval_samples=100", "trainer.threads=1",
-        "trainer.progress=false"]
+TINY = tiny_run(12, 4, 100)
 
 
 def train(run_dir: Path, *overrides: str, fault: str | None = None, root: Path | None = None):
     """Run train.py into run_dir; runs look for earlier runs of the same config under `root` (default: run_dir)."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("FPT_FAULT", None)
-    if fault:
-        env["FPT_FAULT"] = fault
-    cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}",
-           f"output_root={root or run_dir}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    proc.output = proc.stdout + proc.stderr
-    return proc
+    return train_py(run_dir, *overrides, fault=fault, root=root)
 
 
 def test_run_writes_every_output(tmp_path):
@@ -103,7 +90,7 @@ def test_same_command_in_new_folder_resumes_or_skips(tmp_path):
 
 def test_old_format_checkpoint_fails_naming_the_file(tmp_path):
     """A checkpoint of the single-tensor layout (one `deep.embeds` for all sites) is refused, not half-loaded."""
-    from conftest import compose
+    from helpers import compose
 
     from fpt.checkpoint import save_checkpoint
     from fpt.trainer import Trainer

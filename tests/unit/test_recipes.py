@@ -8,8 +8,7 @@ import logging
 
 import pytest
 import torch
-from conftest import compose
-from hydra import compose as hydra_compose, initialize_config_dir
+from helpers import compose, compose_hydra as hydra_cfg
 from omegaconf import OmegaConf
 
 from fpt import CONF_DIR
@@ -163,12 +162,6 @@ def test_fpt_recipe_on_any_model(model):
 
 
 # --------------------------------------------------------------------------- experiment files
-def hydra_cfg(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-
-
 @pytest.mark.parametrize("model", ["t5-xl", "t5-large"])
 def test_fpt_experiments_sweep_their_rows_on_the_recipe(model):
     experiment = f"fpt_{model.replace('-', '_')}"

@@ -1,39 +1,22 @@
 """Bad input fails at once, naming the key, file or value and what was expected, and leaves nothing complete.
 
 Most cases run in-process through fpt.run.main (what train.py calls, after fpt.validate.check_config);
-a few run `python train.py` to show the end-to-end message and exit code. docs/errors.md explains each error.
+a few run `python train.py` to show the end-to-end message and exit code (tests/integration/test_errors_e2e.py).
+docs/errors.md explains each error.
 """
 import errno
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose
+from helpers import ERRORS_TINY as TINY, TSV, compose, leaves_nothing_complete, sst2_files
 
 from fpt.run import main
 from fpt.tasks import TaskDataError
 from fpt.trainer import TrainingError
 from fpt.validate import ConfigError, check_config
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=4", "trainer.eval_every=2",
-        "trainer.batch_size=8", "trainer.eval_batch_size=50", "task.max_eval_samples=20", "trainer.threads=1",
-        "trainer.progress=false"]
-TSV = "sentence\tlabel\n"
-
-
-def sst2_files(folder: Path, train: str = TSV + "good movie\t1\nbad movie\t0\n", dev: str | bytes | None = None):
-    """A local SST-2 folder (train.tsv, dev.tsv); bytes are written as they are."""
-    folder.mkdir(exist_ok=True)
-    for name, content in [("train.tsv", train), ("dev.tsv", TSV + "a fine film\t1\na bad film\t0\n" if dev is None
-                                                  else dev)]:
-        if content is not None:
-            (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-    return ["task=sst2", f"task.data_dir={folder}"]
 
 
 def cb_files(folder: Path, train: str):
@@ -101,13 +84,6 @@ CASES = [
     ("test split without a file", lambda d: sst2_files(d) + ["task.test_splits=[test]"], ConfigError,
      ["task.files has no 'test' file"]),
 ]
-
-
-def leaves_nothing_complete(run: Path) -> None:
-    for name in ("results.json", "run_state.json"):
-        if (run / name).exists():
-            assert json.loads((run / name).read_text())["status"] != "completed"
-    assert not (run / "trainable_final.safetensors").exists()
 
 
 @pytest.mark.parametrize("overrides, error, names", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -209,36 +185,6 @@ def test_full_disk_stops_at_the_first_failed_write(tmp_path, monkeypatch):
     assert not (run / "checkpoint" / "last.pt").exists()
     assert json.loads((run / "run_state.json").read_text())["status"] == "running"
     leaves_nothing_complete(run)
-
-
-# --------------------------------------------------------------------------- end to end: python train.py
-def train(run_dir: Path, *overrides: str):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    cmd = [sys.executable, str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}",
-           f"output_root={run_dir}"]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
-
-def test_impossible_value_end_to_end(tmp_path):
-    proc = train(tmp_path / "run", "trainer.batch_size=0")
-    assert proc.returncode == 1
-    assert "ConfigError: trainer.batch_size=0: expected a whole number >= 1" in proc.stderr, proc.stderr[-2000:]
-    leaves_nothing_complete(tmp_path / "run")
-
-
-def test_malformed_label_names_file_row_and_value(tmp_path):
-    data = tmp_path / "data"
-    overrides = sst2_files(data, train=TSV + "good movie\t1\nbad movie\t0\nodd movie\tmaybe\n")
-    proc = train(tmp_path / "run", *overrides)
-    assert proc.returncode != 0
-    assert f"{data / 'train.tsv'}:4" in proc.stderr and "'maybe'" in proc.stderr, proc.stderr[-2000:]
-    leaves_nothing_complete(tmp_path / "run")
-
-
-def test_typo_end_to_end(tmp_path):
-    proc = train(tmp_path / "run", "promt=deep")
-    assert proc.returncode != 0
-    assert "promt" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_start_up_check_reads_the_files_once(tmp_path, monkeypatch):

@@ -1,78 +1,15 @@
 """After training: eval.py scores a run's trained prompt, init_from continues or transfers it, trained-tensor files
 carry metadata and refuse a mismatching model, fpt.export writes PEFT adapters (docs/after-training.md)."""
 import json
-import os
-import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose
+from helpers import TOY_BERT as BERT, compose, read_predictions, toy_settings as settings, train_toy as _train
 
 from fpt.evaluate_run import evaluate_run, load_run
 from fpt.run import main as run_main
 from fpt.trained import TrainedTensorError, read_trained
-
-ROOT = Path(__file__).resolve().parents[1]
-GOOD = ["great", "lovely", "superb", "fine", "wonderful", "nice"]
-BAD = ["awful", "terrible", "poor", "boring", "dull", "bad"]
-
-
-def write_toy(folder: Path) -> Path:
-    """48 training sentences whose label is given by one word; dev = the first 24 (a tiny model can learn them)."""
-    rnd = random.Random(0)
-    rows = [(f"the film was {rnd.choice(GOOD if i % 2 else BAD)} and {rnd.choice(['long', 'short', 'new', 'old'])}",
-             i % 2) for i in range(48)]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows))
-    (folder / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows[:24]))
-    return folder
-
-
-def settings(data: Path, root: Path, *overrides: str) -> list[str]:
-    return [f"task.data_dir={data}", "prompt.length=4", "trainer.eval_every=5", "trainer.batch_size=8",
-            "trainer.eval_batch_size=8", "trainer.threads=1", "trainer.progress=false", "model.dropout=0",
-            f"output_root={root}", *overrides]
-
-
-BERT = ["model=tiny-bert", "prompt=deep", "optim.lr=0.1", "model.head_dropout=0", "model.pooling=mean",
-        "trainer.max_steps=30"]
-T5 = ["model=tiny-t5", "prompt=deep", "optim.lr=0.3", "optim.schedule=constant", "trainer.max_steps=25"]
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return write_toy(tmp_path_factory.mktemp("toy"))
-
-
-def _train(root: Path, toy: Path, *overrides: str) -> tuple[Path, dict]:
-    results = run_main(compose(*settings(toy, root, *overrides)), root / "run")
-    assert results["status"] == "completed"
-    return root / "run", results
-
-
-@pytest.fixture(scope="module")
-def bert_run(tmp_path_factory, toy):
-    return _train(tmp_path_factory.mktemp("bert"), toy, *BERT)
-
-
-@pytest.fixture(scope="module")
-def t5_run(tmp_path_factory, toy):
-    return _train(tmp_path_factory.mktemp("t5"), toy, *T5)
-
-
-def read_predictions(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-
-
-def eval_cli(*args: str):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "eval.py"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 # --------------------------------------------------------------------------- eval.py
@@ -90,30 +27,6 @@ def test_eval_reproduces_the_runs_best_and_final_metrics_bert(bert_run, tmp_path
     assert preds[0]["source"].endswith("dev.tsv:2")
     assert sum(p["prediction"] == p["gold"] for p in preds) / 24 == results["best"]["accuracy"]
     assert all(p["gold"] in ("0", "1") and 0.5 <= p["score"] <= 1.0 for p in preds)
-
-
-def test_eval_cli_t5_reproduces_best_and_predicts_an_unlabeled_file(t5_run, tmp_path):
-    run, results = t5_run
-    assert 0 < results["best"]["accuracy"] < 1, results  # a discriminating score to reproduce
-    eval_cli(f"run={run}", "split=eval", "checkpoint=best", f"hydra.run.dir={tmp_path / 'dev'}")
-    summary = json.loads((tmp_path / "dev" / "metrics.json").read_text())
-    assert summary["metrics"] == results["best"] and summary["split"] == "eval"
-    dev = read_predictions(tmp_path / "dev")
-    assert sum(p["prediction"] == p["gold"] for p in dev) / len(dev) == results["best"]["accuracy"]
-    verbal = {"negative": "0", "positive": "1"}
-    assert all(p["prediction"] == verbal.get(p["generated"]) for p in dev)  # label = the generated verbalizer
-    assert all(0 < p["score"] <= 1 for p in dev)  # the generated tokens' mean probability
-
-    source = Path(dev[0]["source"].rsplit(":", 1)[0]).read_text().splitlines()[1:4]
-    unlabeled = tmp_path / "new.tsv"
-    unlabeled.write_text("sentence\n" + "".join(line.split("\t")[0] + "\n" for line in source))
-    eval_cli(f"run={run}", f"data={unlabeled}", f"hydra.run.dir={tmp_path / 'file'}")
-    summary = json.loads((tmp_path / "file" / "metrics.json").read_text())
-    assert summary["labeled"] is False and summary["metrics"] == {} and summary["examples"] == 3
-    preds = read_predictions(tmp_path / "file")
-    assert all("gold" not in p for p in preds)
-    assert [p["generated"] for p in preds] == [p["generated"] for p in dev[:3]]  # same prompt, same sentences
-    assert [p["score"] for p in preds] == pytest.approx([p["score"] for p in dev[:3]], abs=1e-5)
 
 
 def test_eval_rebuilds_the_partial_model_a_partial_schedule_ends_on(tmp_path, toy):
@@ -301,7 +214,7 @@ def test_peft_export_refuses_what_peft_cannot_represent():
 # --------------------------------------------------------------------------- predictions of every BERT head
 def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
     """Per-example predictions (one per row, in order) re-scored by the task's metric give eval's metrics."""
-    from test_task_runs import CONLL, COPA, RECORD, SQUAD, jsonl, write
+    from helpers import CONLL, COPA, RECORD, SQUAD, jsonl, write
 
     from fpt.evaluate_run import LoadedRun, score
     from fpt.evaluation import evaluate

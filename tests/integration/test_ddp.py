@@ -3,22 +3,17 @@ a DDP run with dropout, killed and resumed, equals the uninterrupted DDP run bit
 
 The comparison with one process has dropout off (model.dropout, model.head_dropout, prompt.dropout = 0): each rank
 draws its own masks (its own seed), other ones than the single process draws for the same examples.
+Ranks from a Slurm environment: tests/unit/test_slurm_env.py.
 """
 import json
-import os
 import socket
-import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import torch
+from helpers import run_python, tiny_run
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=6", "trainer.eval_every=3",
-        "trainer.batch_size=8", "trainer.eval_batch_size=50", "task.max_eval_samples=50", "trainer.threads=1",
-        "trainer.progress=false", "model.dropout=0", "model.head_dropout=0", "prompt.dropout=0"]
+TINY = tiny_run(6, 3, 50, "model.dropout=0", "model.head_dropout=0", "prompt.dropout=0")
 
 
 def free_port() -> int:
@@ -28,11 +23,8 @@ def free_port() -> int:
 
 
 def run(cmd, fault=None):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
-    env.pop("FPT_FAULT", None)
-    if fault:
-        env["FPT_FAULT"] = fault
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert cmd[0] == sys.executable
+    proc = run_python(*cmd[1:], fault=fault, full_error="1")
     assert (proc.returncode != 0) if fault else (proc.returncode == 0), (proc.stdout + proc.stderr)[-4000:]
     return proc
 
@@ -88,37 +80,3 @@ def test_ddp_run_with_dropout_killed_and_resumed_equals_the_uninterrupted_one(tm
         assert torch.equal(a[name], b[name]), name
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (full, killed))
     assert ra["final"] == rb["final"] and ra["best"] == rb["best"] and ra["train_flops"] == rb["train_flops"]
-
-
-@pytest.mark.parametrize("env, expected", [
-    ({"SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "1234",
-      "SLURM_JOB_NODELIST": "gpu[07-08]"},
-     {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "gpu07", "MASTER_PORT": "21234"}),
-    ({"SLURM_NTASKS": "4", "SLURM_PROCID": "0"}, {}),  # the batch script of a 4-task job is one process
-    ({"WORLD_SIZE": "2", "RANK": "1", "SLURM_STEP_NUM_TASKS": "4"}, {"WORLD_SIZE": "2", "RANK": "1"}),  # torchrun wins
-])
-def test_ranks_from_slurm_environment(monkeypatch, env, expected):
-    from fpt import distributed as dist
-
-    for key in ["WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SUBMITIT_EXECUTOR",
-                "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_JOB_ID",
-                "SLURM_JOB_NODELIST"]:
-        monkeypatch.setenv(key, "unset")  # recorded, so the variables set by the code are removed afterwards
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert dist.is_distributed() == (int(expected.get("WORLD_SIZE", "1")) > 1)
-    for key, value in expected.items():
-        assert os.environ[key] == value, key
-    if not expected:
-        assert "WORLD_SIZE" not in os.environ
-    monkeypatch.undo()
-    assert "SLURM_STEP_NUM_TASKS" not in os.environ and os.environ.get("WORLD_SIZE") != "4"
-
-
-def test_first_host_of_a_slurm_node_list():
-    from fpt.distributed import first_host
-
-    assert first_host("gpu[07-09,12],cpu1") == "gpu07"
-    assert first_host("node12,node13") == "node12"
-    assert first_host("a100-[1-2]") == "a100-1"

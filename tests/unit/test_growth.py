@@ -2,14 +2,11 @@
 import copy
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose
+from helpers import GROWTH_STAGES as STAGES, TINY_FPT, compose
 from safetensors.torch import load_file
 
 from fpt.config import StageConfig
@@ -17,7 +14,6 @@ from fpt.growth import Growth, narrow_ffn, reduces_decoder, resolve_stages, sele
 from fpt.models import build_model, load_tokenizer
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 SIX_LAYERS = {"tiny-bert": ["model.from_config.num_hidden_layers=6"],
               "tiny-t5": ["model.from_config.num_layers=6", "model.from_config.num_decoder_layers=6"]}
 
@@ -315,47 +311,6 @@ def test_entering_a_stage_directly_equals_growing_into_it():
     assert a.stage_index == b.stage_index == 2
     batch = _batch(tok, True)
     assert torch.equal(_outputs(grown, batch), _outputs(jumped, batch))
-
-
-# --------------------------------------------------------------------------- train.py end to end
-TINY_FPT = ["model=tiny-bert", "model.from_config.num_hidden_layers=4", "prompt=deep", "prompt.length=4",
-            "trainer.max_steps=12", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
-            "task.max_eval_samples=100", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=1"]
-STAGES = "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers: 3, ffn_ratio: 0.75, steps: 4}, {}]"
-
-
-def _train(run_dir: Path, *overrides: str, fault: str | None = None):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("FPT_FAULT", None)
-    if fault:
-        env["FPT_FAULT"] = fault
-    cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}", f"output_root={run_dir}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == (-9 if fault else 0), proc.stderr[-3000:]
-    return proc
-
-
-def test_train_with_growth_resumes_bitwise_across_a_stage_boundary(tmp_path):
-    """Killed after the checkpoint that ends stage 0 (step 4): the resumed run grows the model and copies
-    the joining layers' prefixes from the trained ones exactly as the uninterrupted run did."""
-    full, killed, vanilla = tmp_path / "full", tmp_path / "killed", tmp_path / "vanilla"
-    _train(full, *TINY_FPT, "schedule=fpt", STAGES)
-    _train(killed, *TINY_FPT, "schedule=fpt", STAGES, fault="after_step:6")
-    _train(killed, *TINY_FPT, "schedule=fpt", STAGES)
-    a, b = load_file(full / "trainable_final.safetensors"), load_file(killed / "trainable_final.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (full, killed))
-    assert ra["final"] == rb["final"] and ra["train_flops"] == rb["train_flops"]
-    steps = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
-    assert [x["stage"] for x in steps if "stage" in x] == [0] * 4 + [1] * 4 + [2] * 4
-    flops = [x["train_flops"] for x in steps if "stage" in x]
-    per_step = [b - a for a, b in zip([0] + flops, flops)]
-    assert per_step[0] < per_step[4] < per_step[8]  # cheaper stages first
-    assert [s["layers"]["encoder"] for s in ra["growth"]["stages"]] == [2, 3, 4]
-    assert ra["best_step"] == 12  # partial models are evaluated but cannot be the best
-    _train(vanilla, *TINY_FPT)
-    rv = json.loads((vanilla / "results.json").read_text())
-    assert ra["train_flops"] < rv["train_flops"]
 
 
 # --------------------------------------------------------------------------- per-site prefixes and the optimizer

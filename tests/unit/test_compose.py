@@ -1,16 +1,12 @@
 """`python train.py task=X --cfg job` composes for every task with a BERT-family and a T5 model.
 
 Composition goes through Hydra's compose API in-process (what train.py sees); one real `--cfg job`
-subprocess checks the command line itself. Every task also passes its start-up checks (kind, labels,
-verbalizers, metric) with each model family that has a form for it, and names the right model family
-when it does not.
+subprocess checks the command line itself (tests/integration/test_compose_cli.py). Every task also passes
+its start-up checks (kind, labels, verbalizers, metric) with each model family that has a form for it, and
+names the right model family when it does not.
 """
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from conftest import compose
+from helpers import compose
 
 from fpt import CONF_DIR
 from fpt.evaluation import check_metric
@@ -39,14 +35,6 @@ def test_task_composes_and_passes_start_up_checks(task, model):
             kind.check_config(cfg.task, seq2seq)
     else:
         kind.check_config(cfg.task, seq2seq)
-
-
-def test_cfg_job_on_the_command_line():
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "train.py", "task=squad_v2", "model=t5-base", "--cfg", "job"], cwd=root,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "name: squad_v2" in out.stdout and "type: span_qa" in out.stdout and "google/t5-base-lm-adapt" in out.stdout
 
 
 # The MiniLM + SST-2 FPT study's arms as benchmarks/fpt_sst2.py passed them on the command line (its BASE, then

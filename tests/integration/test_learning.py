@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import compose
+from helpers import compose
 
 from fpt.run import main as run_main
 

@@ -1,66 +1,24 @@
 """Run folders: another config's run is refused (naming the keys), one process per folder, SIGTERM -> checkpoint ->
 resume bitwise, the data is part of a run's identity, a fresh start leaves no stale log lines, a damaged checkpoint
-is named. Most runs are in-process (fpt.run.main on a composed config); only kills and signals use subprocesses."""
+is named. Runs are in-process (fpt.run.main on a composed config); the kills, signals and second processes are in
+tests/integration/test_run_dir_processes.py."""
 import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from safetensors.torch import load_file
+from helpers import ROOT, assert_same_run, run_dir_cfg as cfg_of, run_in_process as run
 
-from fpt import CONF_DIR
-from fpt.config import register_configs
-from fpt.run import main
 from fpt.run_folder import RunFolderError
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "fpt" / "data" / "sample_sentiment"
-TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=6", "trainer.eval_every=3",
-        "trainer.batch_size=8", "trainer.eval_batch_size=50", "task.max_eval_samples=50", "trainer.threads=1",
-        "trainer.progress=false", "trainer.log_every=1"]
-
-
-def cfg_of(*overrides, root: Path):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[*TINY, f"output_root={root}", *overrides])
-
-
-def run(folder: Path, *overrides, root: Path | None = None) -> dict:
-    return main(cfg_of(*overrides, root=root or folder), folder)
 
 
 def snapshot(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def final_state(folder: Path):
-    return load_file(folder / "trainable_final.safetensors"), json.loads((folder / "results.json").read_text())
-
-
-def assert_same_run(a: Path, b: Path):
-    (ta, ra), (tb, rb) = final_state(a), final_state(b)
-    assert set(ta) == set(tb)
-    for name in ta:
-        assert torch.equal(ta[name], tb[name]), name
-    for key in ("final", "best", "best_step", "train_flops", "steps"):
-        assert ra[key] == rb[key], key
-
-
-def subprocess_env(fault: str | None = None) -> dict:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("FPT_FAULT", None)
-    if fault:
-        env["FPT_FAULT"] = fault
-    return env
 
 
 # --------------------------------------------------------------------------- another config's run
@@ -124,33 +82,6 @@ def test_changed_value_list_in_a_reused_sweep_folder_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- one process per folder
-LOCK_HOLDER = """
-import sys, time
-from fpt.run_folder import FolderLock
-FolderLock(sys.argv[1]).acquire()
-print("locked", flush=True)
-time.sleep(120)
-"""
-
-
-def test_second_process_on_a_folder_fails_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
-    folder = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(folder)], cwd=ROOT, env=subprocess_env(),
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunFolderError) as err:
-            run(folder)
-        assert f"pid {holder.pid} on host {socket.gethostname()}" in str(err.value)
-        assert not (folder / "run_state.json").exists() and not (folder / "config.yaml").exists()
-    finally:
-        holder.kill()
-        holder.wait()
-    assert "pid" in (folder / "run.lock").read_text()  # the killed holder's lock file is still there ...
-    assert run(folder)["status"] == "completed"  # ... and taken over
-    assert not (folder / "run.lock").exists()  # released at the end
-
-
 def test_run_that_finds_an_earlier_run_in_progress_is_refused(tmp_path):
     """A re-run in a new folder finds the unfinished run of its config, but that run's process still holds it."""
     from fpt.run_folder import FolderLock
@@ -180,46 +111,6 @@ def interrupt_at(monkeypatch, step: int, signum=signal.SIGTERM):
             os.kill(os.getpid(), signum)
         return original(self, s)
     monkeypatch.setattr(Trainer, "train_step", train_step)
-
-
-def test_sigterm_writes_a_checkpoint_exits_interrupted_and_the_rerun_is_bitwise_equal(tmp_path):
-    full, stopped = tmp_path / "full", tmp_path / "stopped"
-    args = [*TINY, "trainer.max_steps=60", "trainer.eval_every=20"]
-    proc = subprocess.Popen([sys.executable, "train.py", *args, f"hydra.run.dir={stopped}", f"output_root={stopped}"],
-                            cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = stopped / "metrics.jsonl"
-    deadline = time.time() + 120
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert "interrupted by SIGTERM" in out + err and "run the same command again" in out + err
-    assert json.loads((stopped / "run_state.json").read_text())["status"] == "interrupted"
-    assert not (stopped / "results.json").exists()
-    step = torch.load(stopped / "checkpoint" / "last.pt", weights_only=False)["step"]
-    assert 0 < step < 60 and step % 20 != 0  # written at the step boundary after the signal, not a scheduled one
-
-    rerun = main(cfg_of("trainer.max_steps=60", "trainer.eval_every=20", root=stopped), stopped)
-    assert rerun["status"] == "completed"
-    main(cfg_of("trainer.max_steps=60", "trainer.eval_every=20", root=full), full)
-    assert_same_run(full, stopped)
-    lines = [json.loads(x) for x in metrics.read_text().splitlines()]
-    assert [x["step"] for x in lines if "loss" in x] == list(range(1, 61))  # each step logged once
-
-    # TensorBoard: one events file, every scalar once per step, equal to the uninterrupted run's
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    files = list((stopped / "tensorboard").glob("events.*"))
-    assert len(files) == 1
-    acc = {d: EventAccumulator(str(d / "tensorboard")).Reload() for d in (full, stopped)}
-    assert acc[full].Tags()["scalars"] == acc[stopped].Tags()["scalars"]
-    for tag in acc[full].Tags()["scalars"]:
-        a = [(e.step, e.value) for e in acc[full].Scalars(tag)]
-        b = [(e.step, e.value) for e in acc[stopped].Scalars(tag)]
-        assert [s for s, _ in a] == [s for s, _ in b], tag  # no step twice
-        if tag != "train/train_seconds":  # wall time differs, the rest is bitwise
-            assert a == b, tag
 
 
 def test_sigint_in_process_then_rerun_equal(tmp_path, monkeypatch):
@@ -268,18 +159,6 @@ def test_same_relative_data_dir_from_another_working_directory_is_another_run(tm
 
 
 # --------------------------------------------------------------------------- stale logs, damaged checkpoints
-def test_run_killed_before_its_first_checkpoint_starts_over_with_a_clean_log(tmp_path):
-    folder = tmp_path / "run"
-    cmd = [sys.executable, "train.py", *TINY, f"hydra.run.dir={folder}", f"output_root={folder}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env("after_step:2"), capture_output=True, text=True)
-    assert proc.returncode == -9 and not (folder / "checkpoint").exists()
-    assert (folder / "metrics.jsonl").read_text().count('"step": 2') == 1
-    run(folder)
-    steps = [json.loads(x)["step"] for x in (folder / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-    assert steps == [1, 2, 3, 4, 5, 6]
-    assert len(list((folder / "tensorboard").glob("events.*"))) == 1
-
-
 def test_damaged_checkpoint_is_named_with_the_ways_to_recover(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     interrupt_at(monkeypatch, 5)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 from omegaconf import OmegaConf
-from conftest import SHARED_DATA, compose
+from helpers import SHARED_DATA, compose
 
 from fpt import CONF_DIR
 from fpt.evaluation import check_metric, metric_keys

@@ -2,7 +2,7 @@
 (tools/flops_check.py); FPT ratios."""
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 from ptflops.aten_engine import FlopCounterMode
 
 from fpt.config import StageConfig

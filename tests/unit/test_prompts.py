@@ -1,7 +1,7 @@
 """Deep and shallow prompts on tiny random BERT and T5: exactness, gradients, frozen weights, generation."""
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 
 from fpt.models import build_model, load_tokenizer
 

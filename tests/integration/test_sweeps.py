@@ -1,35 +1,22 @@
 """Sweeps end to end with the tiny CPU model: a grid and its table, a failing job, an interrupted Optuna
-search, and the launcher / search configs (composed only: no GPUs or Slurm here)."""
+search, a search without -m (the launcher / search configs, composed only: tests/unit/test_sweep_configs.py)."""
 import csv
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from helpers import ROOT, run_python
 
-from fpt import CONF_DIR
-from fpt.config import register_configs
-
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny-bert", "trainer.max_steps=8", "trainer.eval_every=4", "trainer.batch_size=8",
         "trainer.eval_batch_size=50", "task.max_eval_samples=50", "trainer.threads=1", "trainer.progress=false"]
 
 
 def run(*args, fault=None):
     """python <args> in the repo; fault="point:step" SIGKILLs the training there (fpt/trainer.py:_fault)."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    env.pop("FPT_FAULT", None)
-    if fault:
-        env["FPT_FAULT"] = fault
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    proc.output = proc.stdout + proc.stderr
-    return proc
+    return run_python(*args, fault=fault)
 
 
 def read_csv(path):
@@ -139,55 +126,8 @@ def test_interrupted_optuna_search_continues_to_n_trials_in_one_study(tmp_path):
     assert json.loads((sweep / "2" / "results.json").read_text())["steps"] == 8  # resumed there, finished
 
 
-# --------------------------------------------------------------------------- configs that need GPUs or Slurm
-def hydra_compose(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-
-
-def test_ptv2_grid_is_the_papers_search_space():
-    cfg = hydra_compose("hparams_search=ptv2_grid", "task=rte", "model=roberta-large")
-    params = cfg.hydra.sweeper.params
-    assert params["optim.lr"] == "5e-3,7e-3,1e-2" and params["prompt.length"] == "4,8,16,32,64,128"
-    assert params["trainer.epochs"] == "20,40,60,80,100,120" and str(params["seed"]) == "11"
-    assert cfg.trainer.batch_size == 16 and cfg.trainer.max_steps is None and cfg.trainer.eval_strategy == "epoch"
-    assert cfg.prompt.dropout == 0.1 and cfg.model.dropout == 0.1
-
-
-def test_optuna_search_persists_its_study_under_the_sweep():
-    cfg = hydra_compose("hparams_search=optuna", "task=rte", "model=roberta-large")
-    s = cfg.hydra.sweeper
-    assert s.direction == "maximize" and s.study_name == "rte-roberta-large-deep-none"
-    assert s.storage == "sqlite:///outputs/multirun/optuna/rte-roberta-large-deep-none/optuna.db"
-    assert set(s.params) == {"optim.lr", "prompt.length", "trainer.epochs"}
-
-
-def test_launcher_configs_compose():
-    local = hydra_compose("hydra/launcher=local_gpus").hydra.launcher
-    assert local._target_.endswith("JoblibLauncher") and local.n_jobs == 8
-    slurm = hydra_compose("hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                          "hydra.launcher.tasks_per_node=4").hydra.launcher
-    assert slurm._target_.endswith("SlurmLauncher") and slurm.partition == "gpu"
-    assert slurm.gpus_per_node == 4 and slurm.max_num_timeout > 0 and slurm.additional_parameters.requeue
-
-
 def test_a_search_without_multirun_fails_naming_it(tmp_path):
     proc = run("train.py", "hparams_search=tiny_grid", f"output_root={tmp_path}", f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode != 0 and "hparams_search=tiny_grid is a sweep: add -m" in proc.stderr
 
 
-def test_claim_gpu_skips_gpus_other_processes_hold(tmp_path, monkeypatch):
-    import fcntl
-    from fpt import distributed as dist
-
-    monkeypatch.setattr(dist, "_claimed", {})
-    held = open(tmp_path / "gpu0.lock", "a")  # another job holds GPU 0
-    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    assert dist.claim_gpu(n_gpus=3, lock_dir=str(tmp_path)) == 1
-    assert dist.claim_gpu(n_gpus=3, lock_dir=str(tmp_path)) == 1  # a worker keeps its GPU for its next jobs
-    monkeypatch.setattr(dist, "_claimed", {})
-    assert dist.claim_gpu(n_gpus=3, lock_dir=str(tmp_path)) == 2  # GPU 1 is still held by the first claim
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        monkeypatch.setattr(dist, "_claimed", {})
-        dist.claim_gpu(n_gpus=0, lock_dir=str(tmp_path))

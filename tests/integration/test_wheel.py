@@ -1,26 +1,13 @@
-"""fpt as an installed package: the wheel ships the config tree and console scripts; outputs follow the umask.
-
-(CI also installs the wheel into a fresh virtual environment and runs `fpt-train` from another folder: .ci/run.)
-"""
+"""The wheel: built offline from this checkout, it ships every config and the console scripts, and the
+installed package composes from its own configs in any folder (tests/unit/test_package.py: the checkout's layout)."""
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
-import torch
-
-import fpt
-from fpt.checkpoint import save_checkpoint, save_tensors, write_json, write_text
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_conf_dir_is_the_checkouts_conf():
-    assert fpt.CONF_DIR == (ROOT / "conf").resolve()
-    assert (ROOT / "fpt" / "conf").resolve() == fpt.CONF_DIR  # the symlink the wheel copies from
+from helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -65,26 +52,3 @@ def test_installed_layout_composes_from_its_own_configs_in_any_folder(wheel, tmp
     first, config = proc.stdout.split("\n", 1)
     assert first == f"{site / 'fpt' / '__init__.py'} {site / 'fpt' / 'conf'}"
     assert "name: rte" in config and "fpt.loggers.CSVLogger" in config and not any(elsewhere.iterdir())
-
-
-@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077], ids=oct)
-def test_outputs_are_as_readable_as_the_umask_says(tmp_path, umask):
-    from fpt.scores import save_scores
-    old = os.umask(umask)
-    try:
-        write_json(tmp_path / "a.json", {"x": 1})
-        write_text(tmp_path / "b.yaml", "x: 1\n")
-        save_tensors(tmp_path / "c.safetensors", {"w": torch.ones(2)})
-        save_checkpoint(tmp_path / "d.pt", {"step": 1})
-        save_scores(tmp_path / "e.safetensors", {"s": torch.ones(2)}, {"k": 1})
-    finally:
-        os.umask(old)
-    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
-    assert modes == dict.fromkeys(["a.json", "b.yaml", "c.safetensors", "d.pt", "e.safetensors"], 0o666 & ~umask)
-
-
-def test_fpt_eval_without_its_module_says_so(monkeypatch):
-    from fpt.cli import evaluate
-    monkeypatch.setitem(sys.modules, "fpt.evaluate_run", None)  # a fpt without the evaluation entry point
-    with pytest.raises(SystemExit, match=r"fpt-eval: .* no fpt/evaluate_run.py"):
-        evaluate()

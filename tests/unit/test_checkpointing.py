@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose
+from helpers import compose
 from safetensors.torch import load_file
 
 from fpt.growth import Growth

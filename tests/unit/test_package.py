@@ -1,0 +1,42 @@
+"""fpt as an installed package: the checkout's conf/ is the package's; outputs follow the umask; fpt-eval names a
+missing module. The wheel's contents and installed layout: tests/integration/test_wheel.py.
+
+(CI also installs the wheel into a fresh virtual environment and runs `fpt-train` from another folder: .ci/run.)
+"""
+import os
+import sys
+
+import pytest
+import torch
+from helpers import ROOT
+
+import fpt
+from fpt.checkpoint import save_checkpoint, save_tensors, write_json, write_text
+
+
+def test_conf_dir_is_the_checkouts_conf():
+    assert fpt.CONF_DIR == (ROOT / "conf").resolve()
+    assert (ROOT / "fpt" / "conf").resolve() == fpt.CONF_DIR  # the symlink the wheel copies from
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077], ids=oct)
+def test_outputs_are_as_readable_as_the_umask_says(tmp_path, umask):
+    from fpt.scores import save_scores
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_text(tmp_path / "b.yaml", "x: 1\n")
+        save_tensors(tmp_path / "c.safetensors", {"w": torch.ones(2)})
+        save_checkpoint(tmp_path / "d.pt", {"step": 1})
+        save_scores(tmp_path / "e.safetensors", {"s": torch.ones(2)}, {"k": 1})
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(["a.json", "b.yaml", "c.safetensors", "d.pt", "e.safetensors"], 0o666 & ~umask)
+
+
+def test_fpt_eval_without_its_module_says_so(monkeypatch):
+    from fpt.cli import evaluate
+    monkeypatch.setitem(sys.modules, "fpt.evaluate_run", None)  # a fpt without the evaluation entry point
+    with pytest.raises(SystemExit, match=r"fpt-eval: .* no fpt/evaluate_run.py"):
+        evaluate()
