@@ -1,6 +1,10 @@
 """Memory and time of one training step with and without trainer.gradient_checkpointing (docs/memory.md).
 
-    nice python benchmarks/memory.py [--batch-size 32] [--length 128] [--prompt-length 20] [--steps 5] [--threads 1]
+    nice python benchmarks/memory.py [--checkpoint-layers 0.67] [--batch-size 32] [--length 128]
+                                     [--prompt-length 20] [--steps 5] [--threads 1]
+
+Three arms: plain, full (every layer checkpointed) and partial (trainer.checkpoint_layers=--checkpoint-layers:
+the bottom share of the layers checkpointed, the top ones plain).
 
 MiniLM (all-MiniLM-L6-v2, model=minilm) with a deep prompt (P=20, the ptv2_deep recipe: dropout 0.1), a
 classification head, AdamW; batches of SST-2 training sentences (under the data root, paths.data_root /
@@ -18,8 +22,9 @@ the bytes the forward keeps for the backward (distinct storages packed by autogr
 torch.autograd.graph.saved_tensors_hooks), which is what checkpointing trades away; it does not see the
 recomputation's transient peak in the backward, the RSS does.
 
-Time: one process, one model switched between the arms, steps alternating (plain, checkpointed, ...) on the
-same batches so that machine load hits both alike; the median step time of each arm and their ratio.
+Time: one process, one model switched between the arms, steps alternating (the arms' order rotating each
+batch) on the same batches so that machine load hits them alike; the median step time of each arm and its
+ratio to plain.
 """
 import argparse
 import gc
@@ -36,22 +41,23 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from fpt import CONF_DIR  # noqa: E402
-from fpt.config import default_data_root, register_configs  # noqa: E402
+from fpt.config import compose  # noqa: E402
 from fpt.models import build_model, load_tokenizer  # noqa: E402
+from fpt.models.checkpointing import checkpointed  # noqa: E402
 from fpt.tasks import read_rows  # noqa: E402
 
-SHARED_SST2 = default_data_root() / "GLUE" / "SST-2"
-ARMS = ("plain", "checkpointed")
+SST2 = "${paths.data_root}/GLUE/SST-2"  # under the data root (conf/paths/), if it is there
+ARMS = ("plain", "full", "partial")
+
+
+def has_sst2() -> bool:
+    return Path(compose(f"task.data_dir={SST2}").task.data_dir).is_dir()
 
 
 def config(prompt_length: int):
-    register_configs()
-    data = [f"task.data_dir={SHARED_SST2}", "task=sst2"] if SHARED_SST2.is_dir() else []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=["model=minilm", "prompt=deep", f"prompt.length={prompt_length}", *data])
+    data = [f"task.data_dir={SST2}", "task=sst2"] if has_sst2() else []
+    return compose("model=minilm", "prompt=deep", f"prompt.length={prompt_length}", *data)
 
 
 def batches(cfg, tokenizer, batch_size: int, length: int, count: int) -> list[dict]:
@@ -72,13 +78,17 @@ def batches(cfg, tokenizer, batch_size: int, length: int, count: int) -> list[di
     return out
 
 
-def setup(args, checkpointing: bool):
+def use_arm(model, arm: str, fraction: float) -> None:
+    model.set_gradient_checkpointing(arm != "plain", fraction if arm == "partial" else 1.0)
+
+
+def setup(args, arm: str):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = config(args.prompt_length)
     tokenizer = load_tokenizer(cfg.model)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2,
-                        gradient_checkpointing=checkpointing).train()
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2).train()
+    use_arm(model, arm, args.checkpoint_layers)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
     return cfg, tokenizer, model, params, optimizer
@@ -112,7 +122,7 @@ def _status_kib(key: str) -> int:
 
 def measure_memory(args, arm: str) -> dict:
     """In a fresh process: peak RSS growth over one training step, and the bytes the forward keeps for backward."""
-    cfg, tokenizer, model, params, optimizer = setup(args, arm == "checkpointed")
+    cfg, tokenizer, model, params, optimizer = setup(args, arm)
     batch = batches(cfg, tokenizer, args.batch_size, args.length, 1)[0]
     gc.collect()
     before = _status_kib("VmRSS")
@@ -121,13 +131,16 @@ def measure_memory(args, arm: str) -> dict:
     train_step(model, params, optimizer, batch, saved)
     peak = _status_kib("VmHWM")
     return {"arm": arm, "peak_step_mib": (peak - before) / 1024, "rss_before_mib": before / 1024,
-            "saved_for_backward_mib": sum(saved.values()) / 2**20}
+            "saved_for_backward_mib": sum(saved.values()) / 2**20,
+            "checkpointed_layers": sum(map(checkpointed, model.family.layer_stacks(model.backbone)["encoder"])),
+            "layers": len(model.family.layer_stacks(model.backbone)["encoder"])}
 
 
 def memory_in_subprocess(args, arm: str) -> dict:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = [sys.executable, __file__, "--memory-arm", arm, "--batch-size", str(args.batch_size), "--length",
-           str(args.length), "--prompt-length", str(args.prompt_length), "--threads", str(args.threads)]
+           str(args.length), "--prompt-length", str(args.prompt_length), "--threads", str(args.threads),
+           "--checkpoint-layers", str(args.checkpoint_layers)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode:
         sys.exit(f"memory subprocess ({arm}) failed:\n{proc.stderr[-3000:]}")
@@ -135,16 +148,16 @@ def memory_in_subprocess(args, arm: str) -> dict:
 
 
 def step_times(args) -> dict[str, list[float]]:
-    cfg, tokenizer, model, params, optimizer = setup(args, False)
+    cfg, tokenizer, model, params, optimizer = setup(args, "plain")
     data = batches(cfg, tokenizer, args.batch_size, args.length, args.steps)
     times = {arm: [] for arm in ARMS}
     for arm in ARMS:  # warm-up, one step each
-        model.set_gradient_checkpointing(arm == "checkpointed")
+        use_arm(model, arm, args.checkpoint_layers)
         train_step(model, params, optimizer, data[0])
     for i, batch in enumerate(data):
-        order = ARMS if i % 2 == 0 else ARMS[::-1]
+        order = ARMS[i % len(ARMS):] + ARMS[:i % len(ARMS)]
         for arm in order:
-            model.set_gradient_checkpointing(arm == "checkpointed")
+            use_arm(model, arm, args.checkpoint_layers)
             start = time.perf_counter()
             train_step(model, params, optimizer, batch)
             times[arm].append(time.perf_counter() - start)
@@ -159,6 +172,8 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="timed steps per arm (alternating)")
     ap.add_argument("--repeats", type=int, default=2, help="fresh memory subprocesses per arm")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is least noisy on a shared machine)")
+    ap.add_argument("--checkpoint-layers", type=float, default=0.67,
+                    help="the partial arm's trainer.checkpoint_layers (MiniLM's 6 layers: 0.67 -> 4 checkpointed)")
     ap.add_argument("--memory-arm", choices=ARMS, help=argparse.SUPPRESS)  # internal: one memory measurement
     args = ap.parse_args()
     if args.memory_arm:
@@ -167,28 +182,29 @@ def main():
 
     print(f"torch {torch.__version__}, threads {args.threads}; MiniLM, deep prompt P={args.prompt_length}, batch "
           f"{args.batch_size} x {args.length} tokens, fp32 CPU; data: "
-          f"{'SST-2' if SHARED_SST2.is_dir() else 'bundled sample'}")
+          f"{'SST-2' if has_sst2() else 'bundled sample'}; partial: "
+          f"trainer.checkpoint_layers={args.checkpoint_layers}")
     memory = {arm: [] for arm in ARMS}
     for r in range(args.repeats):
         for arm in (ARMS if r % 2 == 0 else ARMS[::-1]):
             m = memory_in_subprocess(args, arm)
             memory[arm].append(m)
-            print(f"  memory run {r + 1} {arm:12s}: peak step RSS +{m['peak_step_mib']:7.1f} MiB "
-                  f"(RSS before {m['rss_before_mib']:.0f} MiB), kept for backward {m['saved_for_backward_mib']:7.1f} MiB",
-                  flush=True)
+            print(f"  memory run {r + 1} {arm:8s} ({m['checkpointed_layers']} of {m['layers']} layers checkpointed): "
+                  f"peak step RSS +{m['peak_step_mib']:7.1f} MiB (RSS before {m['rss_before_mib']:.0f} MiB), "
+                  f"kept for backward {m['saved_for_backward_mib']:7.1f} MiB", flush=True)
     times = step_times(args)
     peak = {arm: statistics.median(m["peak_step_mib"] for m in memory[arm]) for arm in ARMS}
     kept = {arm: statistics.median(m["saved_for_backward_mib"] for m in memory[arm]) for arm in ARMS}
     step = {arm: statistics.median(times[arm]) for arm in ARMS}
-    print(f"step times (s)   plain: {', '.join(f'{t:.2f}' for t in times['plain'])}")
-    print(f"          checkpointed: {', '.join(f'{t:.2f}' for t in times['checkpointed'])}")
-    print(f"{'':22s}{'plain':>12s}{'checkpointed':>14s}{'change':>10s}")
-    print(f"{'peak step RSS (MiB)':22s}{peak['plain']:12.1f}{peak['checkpointed']:14.1f}"
-          f"{100 * (peak['checkpointed'] / peak['plain'] - 1):+9.1f}%")
-    print(f"{'kept for backward (MiB)':22s}{kept['plain']:12.1f}{kept['checkpointed']:14.1f}"
-          f"{100 * (kept['checkpointed'] / kept['plain'] - 1):+9.1f}%")
-    print(f"{'median step time (s)':22s}{step['plain']:12.2f}{step['checkpointed']:14.2f}"
-          f"{step['checkpointed'] / step['plain']:9.2f}x")
+    for arm in ARMS:
+        print(f"step times (s) {arm:8s}: {', '.join(f'{t:.2f}' for t in times[arm])}")
+    label = f"partial ({memory['partial'][0]['checkpointed_layers']}/{memory['partial'][0]['layers']})"
+    print(f"{'':24s}{'plain':>10s}{'full':>18s}{label:>22s}")
+    for name, values in (("peak step RSS (MiB)", peak), ("kept for backward (MiB)", kept)):
+        print(f"{name:24s}{values['plain']:10.1f}" + "".join(
+            f"{values[arm]:10.1f} ({100 * (values[arm] / values['plain'] - 1):+5.1f}%)" for arm in ("full", "partial")))
+    print(f"{'median step time (s)':24s}{step['plain']:10.2f}" + "".join(
+        f"{step[arm]:10.2f} ({step[arm] / step['plain']:5.2f}x)" for arm in ("full", "partial")))
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ class TrainerConfig:
     device: str = "auto"                # auto | cpu | cuda | cuda:1 ...
     bf16: bool = True                   # autocast to bf16 on CUDA
     gradient_checkpointing: bool = False  # recompute each layer's activations in the backward: less memory, more time
+    checkpoint_layers: float = 1.0      # with it: the fraction of each layer stack checkpointed, from the bottom
     resume: bool = True                 # continue a killed run (same run dir or same config)
     skip_completed: bool = True         # a finished run with this exact config is not run again
     progress: bool = True

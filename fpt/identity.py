@@ -22,7 +22,7 @@ from .config import flatten
 
 # where the run is written and how it is executed or displayed: never part of a run's identity
 TRAINER_RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "threads", "device",
-                        "gradient_checkpointing")  # recomputes the same values: not what the run is
+                        "gradient_checkpointing", "checkpoint_layers")  # recompute the same values: not what the run is
 RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNTIME_KEYS))
 # whole groups that say where metrics are shown (logger) or where files are found (paths: a data folder
 # enters the identity through task.data_dir and the data files' contents)

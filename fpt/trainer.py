@@ -196,7 +196,8 @@ class Trainer:
         # model (the same init on every rank: seeded just before)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, cfg.prompt, self.task, self.tokenizer, self.kind.num_labels(self.task),
-                                 gradient_checkpointing=self.tcfg.gradient_checkpointing)
+                                 gradient_checkpointing=self.tcfg.gradient_checkpointing,
+                                 checkpoint_layers=self.tcfg.checkpoint_layers)
         from .init_from import apply_init_from
         self.init_from = apply_init_from(cfg, self.model)  # a trained prompt to start from (fpt/init_from.py)
         self.step_offset = self.init_from["start_step"] if self.init_from else 0  # a continuation's step count

@@ -73,6 +73,7 @@ def check_trainer(t) -> None:
     positive_int("trainer.eval_every", t.eval_every)
     positive_int("trainer.eval_batch_size", t.eval_batch_size)
     positive_int("trainer.save_every", t.save_every, optional=True)
+    number_in("trainer.checkpoint_layers", t.checkpoint_layers, 0, 1, low_open=True, high_open=False)
     positive_int("trainer.log_every", t.log_every)
     positive_int("trainer.threads", t.threads, optional=True)
 
@@ -135,7 +136,7 @@ def check_task(task, seq2seq: bool) -> None:
 
 
 def check_model(m, task) -> None:
-    one_of("model.family", m.family, ["bert", "t5"])
+    one_of("model.family", m.family, ["bert", "t5", "deberta"])  # fpt.models.FAMILIES (not imported: light)
     positive_int("model.max_new_tokens", m.max_new_tokens)
     number_in("model.head_dropout", m.head_dropout, 0, 1)
     number_in("model.dropout", m.dropout, 0, 1, optional=True)

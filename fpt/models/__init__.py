@@ -130,21 +130,24 @@ def check_prefix_reaches(backbone, family: Family, model_cfg) -> None:
 
 
 def build_model(model_cfg, prompt_cfg, task, tokenizer, num_labels: int | None = None,
-                gradient_checkpointing: bool = False):
+                gradient_checkpointing: bool = False, checkpoint_layers: float = 1.0):
     """The prompted model for a model, a prompt and a task config; a BERT-family model gets the head of the task's
     kind (`Kind.head`) with `num_labels` outputs where the kind takes a number (`Kind.num_labels(task)`).
     `gradient_checkpointing`: recompute each layer's activations in the backward (trainer.gradient_checkpointing,
-    fpt/models/checkpointing.py)."""
+    fpt/models/checkpointing.py), in the bottom `checkpoint_layers` fraction of each layer stack
+    (trainer.checkpoint_layers)."""
     family = get_family(model_cfg)
     if prompt_cfg.type not in ("none", "shallow", "deep"):
         raise ValueError(f"prompt.type={prompt_cfg.type!r}: expected none, shallow or deep")
     backbone = load_backbone(model_cfg, deep_prompt=prompt_cfg.type == "deep")
     if family.seq2seq:
-        return PromptedSeq2Seq(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
+        return PromptedSeq2Seq(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing,
+                               checkpoint_layers)
     from ..task_kinds import get_kind
     kind = get_kind(task)
 
     def make_head(hidden: int, pooler):
         return kind.head(task, hidden, num_labels, model_cfg.head_dropout, pooler, model_cfg.pooling)
 
-    return PromptedEncoder(backbone, family, prompt_cfg, tokenizer, model_cfg, make_head, gradient_checkpointing)
+    return PromptedEncoder(backbone, family, prompt_cfg, tokenizer, model_cfg, make_head, gradient_checkpointing,
+                           checkpoint_layers)

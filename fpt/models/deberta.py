@@ -15,6 +15,12 @@ convention of the other families. When a module carries `fpt_prefix = (prefix_k,
 `fpt_capture` (a list) records the keys and values computed before any prefix, as the kernel does.
 The maths run either as DeBERTa's own eager code (model.attn_implementation=eager) or through
 torch's scaled_dot_product_attention with the relative bias as an additive mask (sdpa).
+
+A shallow prompt joins as in BERT: after the embeddings module, in front of the tokens, with the attention
+mask given to the backbone one column per prompt vector longer (fpt/models/wrappers.py). DeBERTa's embeddings
+module also reads that mask (it zeroes padded positions), and sees only the tokens: `prepare()` gives it the
+mask's last columns, the tokens' own. The encoder gets the whole mask, so the layers attend to the prompt; it
+takes part in the relative positions as the positions in front of the tokens (as a T5 shallow prompt does).
 """
 from __future__ import annotations
 
@@ -98,6 +104,17 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
         return key, value, bias, mask
 
 
+def _mask_of_the_tokens(embeddings, args, kwargs):
+    """DeBERTa's embeddings multiply their output by the attention mask; with a shallow prompt joined after
+    them, the backbone's mask is longer than the tokens by the prompt's columns in front: keep the tokens'."""
+    mask, tokens = kwargs.get("mask"), kwargs.get("input_ids")
+    if tokens is None:
+        tokens = kwargs.get("inputs_embeds")
+    if mask is not None and tokens is not None and mask.shape[-1] > tokens.shape[1]:
+        kwargs["mask"] = mask[..., mask.shape[-1] - tokens.shape[1]:]
+    return args, kwargs
+
+
 class DebertaFamily(BertFamily):
     """Laid out as BERT (encoder.layer[i].attention.self, intermediate/output FFN); its own attention module."""
 
@@ -115,6 +132,7 @@ class DebertaFamily(BertFamily):
                                  f"(model_type {backbone.config.model_type!r})")
             module.__class__ = PrefixDisentangledSelfAttention
             module.fpt_kernel = attn_implementation
+        backbone.embeddings.register_forward_pre_hook(_mask_of_the_tokens, with_kwargs=True)
 
     def dims(self, config):
         head_dim = getattr(config, "attention_head_size", None) or config.hidden_size // config.num_attention_heads

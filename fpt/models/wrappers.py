@@ -17,7 +17,8 @@ from . import checkpointing
 
 
 class PromptedModel(nn.Module):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False):
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False,
+                 checkpoint_layers: float = 1.0):
         super().__init__()
         self.backbone, self.family, self.prompt_type = backbone, family, prompt_cfg.type
         self.model_cfg = model_cfg
@@ -44,8 +45,12 @@ class PromptedModel(nn.Module):
         self.prefix_visible = None  # tests: a [P] bool mask over the deep prefix
         self.active_sites = None    # growth: which sites' prefixes are in use (None = all)
         self.gradient_checkpointing = False
+        self.checkpoint_layers = checkpointing.check_fraction(checkpoint_layers)
+        if checkpoint_layers != 1 and not gradient_checkpointing:
+            raise ValueError(f"trainer.checkpoint_layers={checkpoint_layers} needs trainer.gradient_checkpointing=true "
+                             f"(it says which share of the layers is checkpointed)")
         if gradient_checkpointing:
-            self.set_gradient_checkpointing(True)
+            self.set_gradient_checkpointing(True, checkpoint_layers)
 
     @torch.no_grad()
     def _init_deep_from_tokens(self, token_ids: list[int]) -> None:
@@ -96,10 +101,13 @@ class PromptedModel(nn.Module):
                 for param in self.deep.site_modules(i):
                     param.requires_grad_(active is None or active[i])
 
-    def set_gradient_checkpointing(self, on: bool) -> None:
+    def set_gradient_checkpointing(self, on: bool, fraction: float | None = None) -> None:
         """trainer.gradient_checkpointing: recompute each transformer layer in the backward instead of keeping its
-        activations (fpt/models/checkpointing.py)."""
+        activations (fpt/models/checkpointing.py); `fraction` (trainer.checkpoint_layers; None: unchanged): the
+        share of each stack's layers, from the bottom, that is checkpointed."""
         self.gradient_checkpointing = bool(on)
+        if fraction is not None:
+            self.checkpoint_layers = checkpointing.check_fraction(fraction)
         if on:
             self.apply_gradient_checkpointing()
         else:
@@ -111,8 +119,8 @@ class PromptedModel(nn.Module):
         if not self.gradient_checkpointing:
             return
         stacks = self.family.layer_stacks(self.backbone)
-        checkpointing.enable(self.backbone, self.sites, stacks)
-        checkpointing.check_layers(stacks, self.model_cfg.name)
+        checkpointing.enable(self.backbone, self.sites, stacks, self.checkpoint_layers)
+        checkpointing.check_layers(stacks, self.model_cfg.name, self.checkpoint_layers)
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """What the optimizer holds and checkpoints save: the prompt (every site's prefix, also those of sites
@@ -152,8 +160,9 @@ class PromptedEncoder(PromptedModel):
     """`make_head(hidden, pooler)` builds the task's head (its kind's `head`), after the prompt is initialised."""
 
     def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg,
-                 make_head: Callable[[int, nn.Module | None], nn.Module], gradient_checkpointing: bool = False):
-        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
+                 make_head: Callable[[int, nn.Module | None], nn.Module], gradient_checkpointing: bool = False,
+                 checkpoint_layers: float = 1.0):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing, checkpoint_layers)
         self.head = make_head(family.dims(backbone.config)["hidden"], getattr(backbone, "pooler", None))
         if self.shallow is not None:  # after the embeddings so real tokens keep their positions
             backbone.embeddings.register_forward_hook(self._prepend_shallow)
@@ -188,8 +197,9 @@ class PromptedEncoder(PromptedModel):
 
 
 class PromptedSeq2Seq(PromptedModel):
-    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False):
-        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing)
+    def __init__(self, backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing: bool = False,
+                 checkpoint_layers: float = 1.0):
+        super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing, checkpoint_layers)
         self.tokenizer = tokenizer
 
     def encoder_inputs(self, batch):

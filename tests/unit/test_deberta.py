@@ -1,6 +1,6 @@
 """Deep prompts in DeBERTa-v2/v3's disentangled attention (fpt/models/deberta.py), on tiny random DeBERTas:
 exactness against the untouched Hugging Face model, gradients at every layer, and the start-up check that a
-prefix which never enters an attention fails loudly."""
+prefix which never enters an attention fails loudly. Shallow prompts: trained, read, and masked exactly."""
 import pytest
 import torch
 from helpers import compose
@@ -145,3 +145,52 @@ def test_zero_length_shallow_prompt_equals_the_untouched_deberta(attn):
     batch = _batch(tok)
     with torch.no_grad():
         torch.testing.assert_close(prompted.encode(batch), _hf(plain, batch), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("attn", ATTN)
+def test_shallow_prompt_trains_and_is_read(attn, variant):
+    """A shallow prompt on DeBERTa (joined after the embeddings, as in BERT): forward and backward run, the prompt
+    gets a gradient and the frozen backbone none, and another prompt gives other outputs for the real tokens."""
+    prompted, _, tok = _models(attn, variant, "shallow")
+    prompted.train()
+    batch = _batch(tok)
+    batch["label"] = torch.tensor([0, 1])
+    loss = prompted(batch)["loss"]
+    loss.backward()
+    prompt = [p for p in prompted.shallow.parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and prompt and all(p.grad is not None and p.grad.abs().sum() > 0 for p in prompt)
+    assert all(p.grad is None for p in prompted.backbone.parameters())
+    prompted.eval()
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        before = prompted.encode(batch)
+        assert before.shape[:2] == batch["input_ids"].shape  # the prompt's positions are not in the output
+        for p in prompt:
+            p.add_(torch.randn_like(p))
+        after = prompted.encode(batch)
+    assert ((after - before)[real].abs().amax(-1) > 1e-3).all()  # every real token reads the prompt
+
+
+@pytest.mark.parametrize("attn", ATTN)
+def test_masked_shallow_prompt_reproduces_the_untouched_deberta(attn):
+    """The mask columns line up: with the prompt's columns masked out, the real tokens equal Hugging Face's
+    DeBERTa (relative positions only, v3-like); visible, the prompt changes them."""
+    prompted, plain, tok = _models(attn, "v3", "shallow")
+    batch = _batch(tok)
+    real = batch["attention_mask"].bool()
+
+    def tokens(prompt_mask):
+        mask = torch.cat([torch.full((2, 4), prompt_mask), batch["attention_mask"]], dim=1)
+        return prompted.backbone(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state[:, 4:]
+    with torch.no_grad():
+        reference = _hf(plain, batch)
+        torch.testing.assert_close(tokens(0)[real], reference[real], atol=1e-5, rtol=0)
+        assert (tokens(1) - reference)[real].abs().max() > 1e-3
+
+
+def test_a_deberta_model_passes_the_start_up_checks():
+    """train.py's start-up check (fpt/validate.py) knows the deberta family (it refused every DeBERTa run)."""
+    from fpt.validate import check_model
+    cfg = compose("model=tiny-deberta", "prompt=shallow")
+    check_model(cfg.model, cfg.task)
