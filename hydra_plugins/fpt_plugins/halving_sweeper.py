@@ -240,11 +240,11 @@ class HalvingSweeper(Sweeper):
         batch = []
         for n in todo:
             folder = self.sweep_dir / str(n)
-            # a new trial starts in its own (fresh) folder and never takes over another run of the same config
-            # found elsewhere under output_root; once its folder holds a checkpoint it resumes there
-            resume = (not first) or (folder / "checkpoint").exists()
+            # a new trial starts in its own fresh folder: it never continues or skips to another run of the same
+            # config found elsewhere under output_root (e.g. a grid's); once its folder is used it resumes there
+            own = (not first) or (folder / "run_state.json").exists()
             batch.append([*fixed, *(f"{k}={v}" for k, v in trials[n].params.items()), f"trainer.stop_at_step={stop}",
-                          f"trainer.resume={str(resume).lower()}", "trainer.skip_completed=true",
+                          f"trainer.resume={str(own).lower()}", f"trainer.skip_completed={str(own).lower()}",
                           f"hydra.sweep.subdir={n}"])
         returns = self.launcher.launch(batch, initial_job_idx=min(todo))
         for n, ret in zip(todo, returns):
