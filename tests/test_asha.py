@@ -57,6 +57,16 @@ def test_stopped_then_promoted_run_equals_an_uninterrupted_run_bitwise(tmp_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_stopped_run_is_continued_only_in_its_own_folder(tmp_path):
+    """Another folder with the same config (e.g. a grid's job beside a search) starts its own run rather than
+    taking over a search trial's folder."""
+    trial = tmp_path / "trial"
+    assert train(trial, "trainer.stop_at_step=2")["status"] == "stopped"
+    other = train(tmp_path / "other")  # the same output_root, the same config
+    assert other["status"] == "completed" and other["steps"] == 8 and not (tmp_path / "other" / "run_link.json").exists()
+    assert json.loads((trial / "results.json").read_text())["steps"] == 2
+
+
 def test_stop_step_outside_the_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"trainer.stop_at_step=9: expected a step in 1..8"):
         train(tmp_path / "run", "trainer.stop_at_step=9")
@@ -156,3 +166,17 @@ def test_search_runs_rungs_resumes_after_interruption_and_collects(tmp_path):
         assert f"{step}" in cells and f"{flops[t.number]:.4g}" in cells
         assert f"{t.intermediate_values[step]:.4f}" in cells
     assert "failed or unfinished" in text and "## Failed or unfinished jobs\n\nnone" in text  # pruned is not failed
+
+
+def test_ptv2_asha_composes_to_the_papers_space_with_its_study_under_the_sweep():
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hparams_search=ptv2_asha", "task=rte", "model=roberta-large",
+                                                       "hydra/launcher=slurm"], return_hydra_config=True)
+    s = cfg.hydra.sweeper
+    assert s._target_ == "hydra_plugins.fpt_plugins.halving_sweeper.HalvingSweeper"
+    assert s.storage == "sqlite:///outputs/multirun/ptv2_asha/rte-roberta-large-deep-none/optuna.db"
+    assert s.sampler == "grid" and s.reduction_factor == 3 and s.params["optim.lr"] == "choice(5e-3, 7e-3, 1e-2)"
+    from hydra_plugins.fpt_plugins.halving_sweeper import rung_steps
+    assert rung_steps(s.min_resource, s.reduction_factor, cfg.trainer.max_steps) == [1000, 3000, 9000]
+    assert cfg.trainer.stop_at_step is None and cfg.hydra.launcher._target_.endswith("SlurmLauncher")

@@ -136,6 +136,8 @@ class HalvingSweeper(Sweeper):
         from hydra.utils import instantiate
         if self.sampler_conf == "grid":
             return _GridSampler(grid_of(space))
+        if isinstance(self.sampler_conf, optuna.samplers.BaseSampler):  # Hydra instantiated the config
+            return self.sampler_conf
         if isinstance(self.sampler_conf, (dict, DictConfig)):
             return instantiate(self.sampler_conf)
         raise ValueError(f"hydra.sweeper.sampler={self.sampler_conf!r}: expected grid or an Optuna sampler config "
