@@ -167,6 +167,10 @@ def test_search_runs_rungs_resumes_after_interruption_and_collects(tmp_path):
         assert f"{t.intermediate_values[step]:.4f}" in cells
     assert "failed or unfinished" in text and "## Failed or unfinished jobs\n\nnone" in text  # pruned is not failed
 
+    # another plan against the same study is refused, naming what differs
+    proc = sweep(tmp_path, None, "hydra.sweeper.min_resource=4")
+    assert proc.returncode != 0 and "was started with {'n_trials': 4, 'rung_steps': [2, 4, 8]}" in proc.output
+
 
 def test_ptv2_asha_composes_to_the_papers_space_with_its_study_under_the_sweep():
     register_configs()

@@ -150,8 +150,8 @@ class HalvingSweeper(Sweeper):
         return optuna.create_study(study_name=self.study_name, storage=self.storage, direction=self.direction,
                                    sampler=self._sampler(space), load_if_exists=True)
 
-    def _first_rung(self, study, space: dict) -> list[int]:
-        """The study's first n_trials trials, asking the sampler for those not yet created."""
+    def _size(self, space: dict) -> int:
+        """Configurations in the first rung: n_trials, or the grid's size."""
         n = self.n_trials
         if n is None:
             if self.sampler_conf != "grid":
@@ -163,6 +163,10 @@ class HalvingSweeper(Sweeper):
         if self.sampler_conf == "grid" and n > math.prod(len(v) for v in grid_of(space).values()):
             raise ValueError(f"hydra.sweeper.n_trials={n} is more than the grid's "
                              f"{math.prod(len(v) for v in grid_of(space).values())} configurations")
+        return n
+
+    def _first_rung(self, study, space: dict, n: int) -> list[int]:
+        """The study's first n trials, asking the sampler for those not yet created."""
         trials = study.get_trials(deepcopy=False)
         for t in trials:
             if set(t.distributions) != set(space):
@@ -195,7 +199,14 @@ class HalvingSweeper(Sweeper):
         steps = rung_steps(self.min_resource, self.reduction_factor, int(max_steps))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         study = self._study(space)
-        members = self._first_rung(study, space)
+        n = self._size(space)
+        plan = {"n_trials": n, "rung_steps": steps}
+        if study.user_attrs.get("fpt_plan", plan) != plan:
+            raise ValueError(f"{self.storage}: study {study.study_name} was started with {study.user_attrs['fpt_plan']}, "
+                             f"this command asks for {plan} (hydra.sweeper.n_trials / min_resource / reduction_factor, "
+                             f"trainer.max_steps); give another search its own hydra.sweep.dir")
+        study.set_user_attr("fpt_plan", plan)
+        members = self._first_rung(study, space, n)
         sizes = rung_sizes(len(members), self.reduction_factor, len(steps))
         log.info("successive halving: %d configurations, rungs at steps %s with %s trials (eta=%d), study %s in %s",
                  len(members), steps, sizes, self.reduction_factor, study.study_name, self.storage)
