@@ -102,8 +102,9 @@ def main() -> None:
               f"{walls.get(name, float('nan')):>8.0f}")
     if grid["best"] and search["best"]:
         gap, ratio = 100 * (grid["best"][0] - search["best"][0]), search["flops"] / grid["flops"]
+        wall = walls.get("search", float("nan")) / walls.get("grid", float("nan"))
         print(f"\nsearch vs grid: {gap:+.2f} points below the grid's best (target <= 0.5), {ratio:.3f} of its "
-              f"training FLOPs (target <= 0.35), {walls.get('search', float('nan')) / walls.get('grid', float('nan')):.2f} "
+              f"training FLOPs (target <= 0.35), {wall:.2f} "
               f"of its wall time ({'at once' if not args.sequential else 'one after the other'})")
 
 

@@ -199,14 +199,15 @@ class HalvingSweeper(Sweeper):
         steps = rung_steps(self.min_resource, self.reduction_factor, int(max_steps))
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         study = self._study(space)
-        n = self._size(space)
-        plan = {"n_trials": n, "rung_steps": steps}
+        n_trials = self._size(space)
+        plan = {"n_trials": n_trials, "rung_steps": steps}
         if study.user_attrs.get("fpt_plan", plan) != plan:
-            raise ValueError(f"{self.storage}: study {study.study_name} was started with {study.user_attrs['fpt_plan']}, "
-                             f"this command asks for {plan} (hydra.sweeper.n_trials / min_resource / reduction_factor, "
-                             f"trainer.max_steps); give another search its own hydra.sweep.dir")
+            raise ValueError(f"{self.storage}: study {study.study_name} was started with "
+                             f"{study.user_attrs['fpt_plan']}, this command asks for {plan} (hydra.sweeper.n_trials "
+                             f"/ min_resource / reduction_factor, trainer.max_steps); give another search its own "
+                             f"hydra.sweep.dir")
         study.set_user_attr("fpt_plan", plan)
-        members = self._first_rung(study, space, n)
+        members = self._first_rung(study, space, n_trials)
         sizes = rung_sizes(len(members), self.reduction_factor, len(steps))
         log.info("successive halving: %d configurations, rungs at steps %s with %s trials (eta=%d), study %s in %s",
                  len(members), steps, sizes, self.reduction_factor, study.study_name, self.storage)
@@ -230,9 +231,9 @@ class HalvingSweeper(Sweeper):
             if last:
                 break
             kept = promote(values, sizes[k + 1], maximize)
-            for n in members:
-                if n not in kept and trials[n].state == TrialState.RUNNING:
-                    study.tell(n, state=TrialState.PRUNED)
+            for number in members:
+                if number not in kept and trials[number].state == TrialState.RUNNING:
+                    study.tell(number, state=TrialState.PRUNED)
             log.info("rung %d: trials %s go on to step %d, %s pruned", k, kept, steps[k + 1],
                      [n for n in members if n not in kept])
             members = kept
