@@ -15,6 +15,11 @@ and writes next to the sweep (or to --out):
   curves.png   (--plot) dev metric against cumulative training FLOPs, per configuration the mean over
                seeds and a band of ± one standard deviation
 
+A successive-halving search (hparams_search=ptv2_asha; its sweep folder holds search.json) also gets a table of
+its trials: the rung (stop step) each reached, its dev metric there, its best, its train FLOPs, and the total
+training FLOPs of the search (the sum of the trials' cumulative train_flops). Its pruned trials' jobs have
+status "stopped": they count in no configuration's mean and are not listed as failed.
+
 "best" is the best dev value of the task's selection metric during a run (the one train.py returns),
 "final" its value at the last step. std is the sample standard deviation (n - 1); blank when n = 1.
 FLOPs and time are relative to the vanilla prompt-tuning row (schedule=none, everything else equal)
@@ -45,7 +50,7 @@ JOB_MARKERS = ("results.json", "run_state.json", "run_link.json", ".hydra")
 class Job:
     folder: Path                    # the job's folder in the sweep
     run_dir: Path                   # where its outputs are (an earlier run's folder if it was skipped/resumed)
-    status: str                     # completed | failed | unfinished
+    status: str                     # completed | stopped (trainer.stop_at_step: a search's rung) | failed | unfinished
     config: dict                    # flattened "a.b" -> value
     results: dict = field(default_factory=dict)
     overrides: list = field(default_factory=list)
@@ -104,7 +109,7 @@ def read_job(folder: Path) -> Job:
     results_file = run_dir / "results.json"
     if results_file.is_file():
         results = json.loads(results_file.read_text())
-        status = "completed" if results.get("status") == "completed" else "failed"
+        status = results.get("status") if results.get("status") in ("completed", "stopped") else "failed"
         return Job(folder, run_dir, status, config, results, overrides, note)
     state_file = run_dir / "run_state.json"
     state = json.loads(state_file.read_text()).get("status") if state_file.is_file() else None
@@ -316,7 +321,7 @@ def problems_table(jobs: list[Job], roots: list[Path]) -> tuple[list[str], list[
     header = ["job", "status", "overrides", "error"]
     body = []
     for job in jobs:
-        if job.status != "completed":
+        if job.status not in ("completed", "stopped"):
             error = (job.error.splitlines() or [""])[0][:200] or job.note
             body.append([_relative(job.folder, roots), job.status, " ".join(job.overrides), error])
     return header, body
@@ -334,6 +339,52 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(line) + " |" for line in esc]
     lines.insert(1, "|" + "|".join("---" for _ in header) + "|")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a successive-halving search
+SEARCH_FILE = "search.json"  # written by hydra_plugins/fpt_plugins/halving_sweeper.py
+
+
+def search_trials(root: Path) -> tuple[dict, list[dict]]:
+    """(search.json, one record per trial: params, state, rung reached, stop step, metric there, best, FLOPs)."""
+    search = json.loads((root / SEARCH_FILE).read_text())
+    steps = search["rung_steps"]
+    rows = []
+    for number, trial in sorted(search["trials"].items(), key=lambda kv: int(kv[0])):
+        folder = root / number
+        results = read_job(folder).results if folder.is_dir() else {}
+        metric = results.get("metric", "")
+        reached = max((int(s) for s in trial["rung_values"]), default=None)
+        rows.append({"trial": int(number), **trial["params"], "state": trial["state"],
+                     "rung": f"{steps.index(reached)}/{len(steps) - 1}" if reached in steps else "",
+                     "stop step": reached, "steps run": results.get("steps"), "metric": metric,
+                     "value at stop step": trial["rung_values"].get(str(reached)) if reached else None,
+                     "best": results.get("best", {}).get(metric), "train_flops": results.get("train_flops"),
+                     "total_steps": results.get("total_steps")})
+    return search, rows
+
+
+def search_section(root: Path) -> list[str]:
+    search, rows = search_trials(root)
+    params = [k for k in rows[0] if k not in ("trial", "state", "rung", "stop step", "steps run", "metric",
+                                               "value at stop step", "best", "train_flops", "total_steps")] \
+        if rows else []
+    header = ["trial", *params, "state", "rung", "stop step", "metric", "at stop step", "best", "train FLOPs"]
+    body = [[str(r["trial"]), *(str(r[p]) for p in params), r["state"], r["rung"], _num(r["stop step"], "d"),
+             r["metric"], _num(r["value at stop step"], ".4f"), _num(r["best"], ".4f"), _num(r["train_flops"], ".4g")]
+            for r in rows]
+    total = sum(r["train_flops"] or 0 for r in rows)
+    # what running every configuration to the full length would cost, from each trial's FLOPs per step so far
+    full = sum(r["train_flops"] / r["steps run"] * r["total_steps"] for r in rows
+               if r["train_flops"] and r["steps run"] and r["total_steps"])
+    lines = [f"## Successive halving: {len(rows)} configurations, rungs at steps {search['rung_steps']} with "
+             f"{search['rung_sizes']} trials (eta {search['reduction_factor']})",
+             markdown(header, body),
+             f"total training FLOPs of the search: {total:.4g} (the {len(rows)} trials' cumulative train_flops "
+             f"summed)" + (f"; every configuration to the full length: about {full:.4g} (each trial's FLOPs per "
+                           f"step so far x its total steps), so the search cost {total / full:.2f} of that"
+                           if full else "")]
+    return lines
 
 
 # --------------------------------------------------------------------------- files (numbers only in number columns)
@@ -434,8 +485,10 @@ def collect(roots: list[Path], out: Path | None = None, with_plot: bool = False)
     jobs = read_sweeps(roots)
     table, columns = make_table(jobs)
     done = sum(j.status == "completed" for j in jobs)
+    stopped = sum(j.status == "stopped" for j in jobs)
     parts = [f"# {', '.join(map(str, roots))}",
-             f"{len(jobs)} jobs: {done} completed, {len(jobs) - done} failed or unfinished; "
+             f"{len(jobs)} jobs: {done} completed, " + (f"{stopped} stopped at a search rung, " if stopped else "")
+             + f"{len(jobs) - done - stopped} failed or unfinished; "
              f"{len(table)} configurations (mean ± std over seeds, n = completed seeds, * = best per "
              f"task/model/prompt/schedule)",
              markdown(*summary_table(table, columns)),
@@ -444,6 +497,9 @@ def collect(roots: list[Path], out: Path | None = None, with_plot: bool = False)
     released = released_table(table, columns)
     if released[1]:
         parts += ["## Ours vs released (x100)", markdown(*released)]
+    for root in roots:
+        if (root / SEARCH_FILE).is_file():
+            parts += search_section(root)
     problems = problems_table(jobs, roots)
     parts += ["## Failed or unfinished jobs", markdown(*problems) if problems[1] else "none"]
     text = "\n\n".join(parts) + "\n"

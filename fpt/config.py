@@ -146,6 +146,7 @@ class TrainerConfig:
     eval_every: int = 100
     eval_batch_size: int = 64
     save_every: Optional[int] = None    # checkpoint every N steps (default: eval_every)
+    stop_at_step: Optional[int] = None  # evaluate, checkpoint and return status "stopped" there (a search's rung)
     device: str = "auto"                # auto | cpu | cuda | cuda:1 ...
     bf16: bool = True                   # autocast to bf16 on CUDA
     gradient_checkpointing: bool = False  # recompute each layer's activations in the backward: less memory, more time

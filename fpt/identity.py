@@ -20,9 +20,11 @@ from omegaconf import OmegaConf
 
 from .config import flatten
 
-# where the run is written and how it is executed or displayed: never part of a run's identity
+# where the run is written and how it is executed or displayed: never part of a run's identity.
+# gradient checkpointing recomputes the same values; stop_at_step (where a search's rung pauses the run) neither:
+# the same run continues with a later stop step
 TRAINER_RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "threads", "device",
-                        "gradient_checkpointing", "checkpoint_layers")  # recompute the same values: not what the run is
+                        "gradient_checkpointing", "checkpoint_layers", "stop_at_step")
 RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNTIME_KEYS))
 # whole groups that say where metrics are shown (logger) or where files are found (paths: a data folder
 # enters the identity through task.data_dir and the data files' contents)

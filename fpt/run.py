@@ -132,7 +132,7 @@ def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, identity: dic
         raise
     if main_rank:
         write_json(run_dir / "results.json", results)
-        write_json(run_dir / "run_state.json", state("completed"))
+        write_json(run_dir / "run_state.json", state(results["status"]))  # completed, or stopped (stop_at_step)
         best = results["best"].get(results["metric"], float("nan"))
         log.info("done: %s best %s=%.4f at step %s, final %s, %d trainable params, %.3g train FLOPs, %.1fs -> %s",
                  results["task"], results["metric"], best, results["best_step"], results["final"],

@@ -256,7 +256,9 @@ def choose(hydra_dir: Path, identity: dict, output_root, resume: bool, skip_comp
             own.locks.append(lock)
             return Choice(run_dir, "completed", locks=own.locks)
         has_ckpt = (run_dir / "checkpoint" / "last.pt").is_file()
-        if status != "completed" and resume and has_ckpt and (checkpoint_identity(run_dir) or {}).get(
+        # a run stopped on purpose (trainer.stop_at_step: a search's rung) stays its search's; only the same
+        # folder continues it
+        if status not in ("completed", "stopped") and resume and has_ckpt and (checkpoint_identity(run_dir) or {}).get(
                 "fingerprint") == rfp:
             own.locks.append(lock)
             return Choice(run_dir, status, locks=own.locks)

@@ -214,6 +214,7 @@ class Trainer:
         if self.tcfg.eval_strategy not in EVAL_STRATEGIES:
             raise ValueError(f"trainer.eval_strategy={self.tcfg.eval_strategy!r}: expected one of {EVAL_STRATEGIES}")
         self.total_steps = self._total_steps()
+        self.stop_step = self._stop_step()
         from .growth import Growth  # before the optimizer: a schedule may add prompt tensors (gates)
         from .scores import load_or_compute
         self.growth = Growth.from_config(
@@ -258,13 +259,23 @@ class Trainer:
             return math.ceil(self.tcfg.epochs * len(self.train_set) / self.tcfg.batch_size)
         raise ValueError("set trainer.max_steps or trainer.epochs")
 
+    def _stop_step(self) -> int:
+        """trainer.stop_at_step (a search's rung: evaluate, checkpoint, return "stopped"), else the last step."""
+        stop = self.tcfg.get("stop_at_step")
+        if stop is None:
+            return self.total_steps
+        if isinstance(stop, bool) or not isinstance(stop, int) or not 1 <= stop <= self.total_steps:
+            raise ValueError(f"trainer.stop_at_step={stop!r}: expected a step in 1..{self.total_steps} (the run's "
+                             f"length, trainer.max_steps/epochs) or null")
+        return stop
+
     def epochs_done(self, step: int) -> int:
         """Passes over the training set completed after `step` optimizer steps."""
         return step * self.tcfg.batch_size // len(self.train_set)
 
     def is_eval_step(self, step: int) -> bool:
         """trainer.eval_strategy: every eval_every steps, or at the step that finishes an epoch; always the last."""
-        if step == self.total_steps:
+        if step in (self.total_steps, self.stop_step):
             return True
         if self.tcfg.eval_strategy == "epoch":
             return self.epochs_done(step) > self.epochs_done(step - 1)
@@ -273,7 +284,7 @@ class Trainer:
     def is_save_step(self, step: int) -> bool:
         """trainer.save_every steps, or at every evaluation when it is not given."""
         if self.tcfg.save_every:
-            return step % self.tcfg.save_every == 0 or step == self.total_steps
+            return step % self.tcfg.save_every == 0 or step in (self.total_steps, self.stop_step)
         return self.is_eval_step(step)
 
     # ---------------------------------------------------------------- checkpoints
@@ -465,7 +476,7 @@ class Trainer:
         final = None
         if not resumed and self.step_offset and self.growth.final_stage:
             final = self.evaluate_and_keep_best(bar)  # a continuation starts where its source ended
-        while self.step < self.total_steps:
+        while self.step < self.stop_step:
             started = time.perf_counter()  # growing the model counts as training time
             if self.growth.enter(self.step):
                 self.ddp_model = dist.wrap(self.model, self.device)  # DDP hooks this stage's parameters
@@ -493,8 +504,13 @@ class Trainer:
                 bar.close()
                 raise Interrupted(signum, self.step)
         bar.close()
-        if final is None:  # resumed after the last step: re-evaluate the finished prompt
+        if final is None:  # resumed after the last (or stop) step: re-evaluate the finished prompt
             final = self.evaluate()
+        if self.step < self.total_steps:  # trainer.stop_at_step: checkpointed there; a later stop step resumes
+            if self.loggers is not None:
+                loggers, self.loggers = self.loggers, None
+                loggers.close()
+            return self.results(final, "stopped")
         if self.is_main:
             save_tensors(self.run_dir / "trainable_final.safetensors", self.model.trainable_state_dict(),
                          self._tensor_metadata("final"))

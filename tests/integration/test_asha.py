@@ -1,0 +1,177 @@
+"""Successive halving (hparams_search=tiny_asha, hydra_plugins/fpt_plugins/halving_sweeper.py) and the trainer's
+stop step: a stopped-then-promoted run equals an uninterrupted one bitwise; the sweep's rungs; resuming an
+interrupted sweep; fpt.collect's search summary."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from helpers import run_python
+from safetensors.torch import load_file
+
+from fpt import CONF_DIR
+from fpt.config import register_configs
+from fpt.run import main
+
+RUN = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "prompt.dropout=0.1", "model.dropout=0.1",
+       "trainer.max_steps=8", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
+       "task.max_eval_samples=50", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=1"]
+
+
+def train(folder: Path, *extra: str) -> dict:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*RUN, f"output_root={folder.parent}", *extra])
+    return main(cfg, folder)
+
+
+def log_lines(folder: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(x).items() if k != "train_seconds"}
+            for x in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+# --------------------------------------------------------------------------- (a) stop, promote, resume = bitwise
+def test_stopped_then_promoted_run_equals_an_uninterrupted_run_bitwise(tmp_path):
+    whole = tmp_path / "a" / "whole"  # output roots of their own: neither run finds the other
+    expected = train(whole)
+    trial = tmp_path / "b" / "trial"
+    first = train(trial, "trainer.stop_at_step=4")  # rung 0
+    assert first["status"] == "stopped" and first["steps"] == 4 and first["total_steps"] == 8
+    assert json.loads((trial / "run_state.json").read_text())["status"] == "stopped"
+    assert (trial / "checkpoint" / "last.pt").is_file() and not (trial / "trainable_final.safetensors").exists()
+    # the metric at the stop step is the uninterrupted run's evaluation at that step
+    assert first["final"] == [r for r in log_lines(whole) if r["step"] == 4 and "eval" in r][0]["eval"]
+    assert 0 < first["train_flops"] < expected["train_flops"]
+
+    second = train(trial, "trainer.stop_at_step=8")  # promoted: resumes, not refused, no step repeated
+    assert second["status"] == "completed"
+    assert log_lines(trial) == log_lines(whole)  # one line per step, each step once
+    for key in ("final", "best", "best_step", "steps", "train_flops"):
+        assert second[key] == expected[key], key
+    a, b = load_file(trial / "trainable_final.safetensors"), load_file(whole / "trainable_final.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stopped_run_is_continued_only_in_its_own_folder(tmp_path):
+    """Another folder with the same config (e.g. a grid's job beside a search) starts its own run rather than
+    taking over a search trial's folder."""
+    trial = tmp_path / "trial"
+    assert train(trial, "trainer.stop_at_step=2")["status"] == "stopped"
+    other = train(tmp_path / "other")  # the same output_root, the same config
+    assert other["status"] == "completed" and other["steps"] == 8
+    assert not (tmp_path / "other" / "run_link.json").exists()
+    assert json.loads((trial / "results.json").read_text())["steps"] == 2
+
+
+def test_stop_step_outside_the_run_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.stop_at_step=9: expected a step in 1..8"):
+        train(tmp_path / "run", "trainer.stop_at_step=9")
+
+
+def test_stop_step_is_not_part_of_the_run_identity():
+    from fpt.identity import fingerprint, run_identity
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        a = compose(config_name="config", overrides=[*RUN, "trainer.stop_at_step=2"])
+        b = compose(config_name="config", overrides=[*RUN, "trainer.stop_at_step=6"])
+    assert fingerprint(run_identity(a)) == fingerprint(run_identity(b))
+
+
+# --------------------------------------------------------------------------- the rule
+def test_rungs_sizes_and_promotion_rule():
+    from hydra_plugins.fpt_plugins.halving_sweeper import promote, rung_sizes, rung_steps
+    assert rung_steps(2, 2, 8) == [2, 4, 8]
+    assert rung_steps(20, 3, 180) == [20, 60, 180]
+    assert rung_steps(20, 3, 200) == [20, 60, 180, 200]
+    assert rung_sizes(9, 3, 3) == [9, 3, 1] and rung_sizes(4, 2, 3) == [4, 2, 1] and rung_sizes(2, 3, 3) == [2, 1, 1]
+    values = {0: 0.5, 1: 0.9, 2: math.nan, 3: 0.7, 4: 0.7}
+    assert promote(values, 2, maximize=True) == [1, 3]        # ties: the lower trial number
+    assert promote(values, 2, maximize=False) == [0, 3]
+    assert promote({0: math.nan, 1: 0.1}, 2, maximize=True) == [1]  # a failed trial never goes on
+    with pytest.raises(ValueError, match="min_resource=9"):
+        rung_steps(9, 3, 8)
+
+
+# --------------------------------------------------------------------------- (b), (c), (d): the sweep
+def sweep(out: Path, fault: str | None = None, *extra: str):
+    return run_python("train.py", "-m", "hparams_search=tiny_asha", f"output_root={out}", "trainer.log_every=1",
+                      *extra, fault=fault)
+
+
+def study_trials(folder: Path):
+    import optuna
+    return optuna.load_study(study_name="tiny_asha", storage=f"sqlite:///{folder}/optuna.db").trials
+
+
+def check_search(folder: Path):
+    """The search's outcome as successive halving says: 4 -> 2 -> 1 trials at steps 2, 4, 8."""
+    from optuna.trial import TrialState
+    trials = study_trials(folder)
+    assert len(trials) == 4 and len({tuple(sorted(t.params.items())) for t in trials}) == 4  # the whole grid
+    reached = {t.number: max(t.intermediate_values) for t in trials}
+    assert sorted(reached.values()) == [2, 2, 4, 8]
+    for t in trials:
+        results = json.loads((folder / str(t.number) / "results.json").read_text())
+        assert results["steps"] == reached[t.number]  # a pruned trial stopped at its rung's step
+        assert results["final"]["accuracy"] == t.intermediate_values[reached[t.number]]
+        assert t.state == (TrialState.COMPLETE if reached[t.number] == 8 else TrialState.PRUNED)
+        assert results["status"] == ("completed" if reached[t.number] == 8 else "stopped")
+        lines = log_lines(folder / str(t.number))
+        assert [r["step"] for r in lines if "loss" in r] == list(range(1, reached[t.number] + 1))  # no step twice
+    # promotion: the best of each rung goes on (ties: the lower trial number)
+    for step, keep in ((2, 2), (4, 1)):
+        ranked = sorted((t for t in trials if step in t.intermediate_values),
+                        key=lambda t: (-t.intermediate_values[step], t.number))
+        assert {t.number for t in ranked[:keep]} == {t.number for t in trials if reached[t.number] > step}
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert reached[best.number] == 8
+    return trials
+
+
+def test_search_runs_rungs_resumes_after_interruption_and_collects(tmp_path):
+    # interrupted in rung 1 (steps 3-4): SIGKILLed at step 3 of the first promoted trial
+    proc = sweep(tmp_path, "after_step:3")
+    assert proc.returncode == -9, proc.output[-3000:]
+    folder = tmp_path / "multirun" / "tiny_asha"
+    assert sorted(max(t.intermediate_values) for t in study_trials(folder)) == [2, 2, 2, 2]  # rung 0 recorded
+    proc = sweep(tmp_path)  # the same command again
+    assert proc.returncode == 0, proc.output[-3000:]
+    assert "rung 0 (stop step 2): 4 trials, 0 to run, 4 recorded by an earlier run" in proc.output
+    assert "trainer.stop_at_step=2" not in proc.output  # finished rung 0 not launched again
+    assert proc.output.count("trainer.stop_at_step=4") == 2 and proc.output.count("trainer.stop_at_step=8") == 1
+    trials = check_search(folder)
+
+    # (d) collect: every trial with the rung it reached, its metric, its FLOPs; the search's total
+    from fpt.collect import collect
+    text = collect([folder])
+    flops = {t.number: json.loads((folder / str(t.number) / "results.json").read_text())["train_flops"]
+             for t in trials}
+    assert f"total training FLOPs of the search: {sum(flops.values()):.4g}" in text
+    for t in trials:
+        step = max(t.intermediate_values)
+        row = [line for line in text.splitlines() if line.startswith(f"| {t.number} |")]
+        assert len(row) == 1, text
+        cells = [c.strip() for c in row[0].strip("|").split("|")]
+        assert f"{step}" in cells and f"{flops[t.number]:.4g}" in cells
+        assert f"{t.intermediate_values[step]:.4f}" in cells
+    assert "failed or unfinished" in text and "## Failed or unfinished jobs\n\nnone" in text  # pruned is not failed
+
+    # another plan against the same study is refused, naming what differs
+    proc = sweep(tmp_path, None, "hydra.sweeper.min_resource=4")
+    assert proc.returncode != 0 and "was started with {'n_trials': 4, 'rung_steps': [2, 4, 8]}" in proc.output
+
+
+def test_ptv2_asha_composes_to_the_papers_space_with_its_study_under_the_sweep():
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hparams_search=ptv2_asha", "task=rte", "model=roberta-large",
+                                                       "hydra/launcher=slurm"], return_hydra_config=True)
+    s = cfg.hydra.sweeper
+    assert s._target_ == "hydra_plugins.fpt_plugins.halving_sweeper.HalvingSweeper"
+    assert s.storage == "sqlite:///outputs/multirun/ptv2_asha/rte-roberta-large-deep-none/optuna.db"
+    assert s.sampler == "grid" and s.reduction_factor == 3 and s.params["optim.lr"] == "choice(5e-3, 7e-3, 1e-2)"
+    from hydra_plugins.fpt_plugins.halving_sweeper import rung_steps
+    assert rung_steps(s.min_resource, s.reduction_factor, cfg.trainer.max_steps) == [1000, 3000, 9000]
+    assert cfg.trainer.stop_at_step is None and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
