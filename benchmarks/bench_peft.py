@@ -31,7 +31,8 @@ from transformers import AutoModel, BertForSequenceClassification  # noqa: E402
 from fpt import CONF_DIR  # noqa: E402
 from fpt.config import register_configs  # noqa: E402
 from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
-from fpt.tasks import collate, encode, read_rows  # noqa: E402
+from fpt.batching import collate  # noqa: E402
+from fpt.tasks import encode, read_rows  # noqa: E402
 
 SHARED_SST2 = default_data_root() / "GLUE" / "SST-2"
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"

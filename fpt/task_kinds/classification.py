@@ -7,7 +7,8 @@ metric can score whole questions.
 from __future__ import annotations
 
 from ..metrics import UNREADABLE
-from ..tasks import Features, encode_pairs, label_index, text, text_fields, verbalize
+from ..batching import Features
+from ..tasks import encode_pairs, label_index, text, text_fields, verbalize
 from .base import Kind
 
 

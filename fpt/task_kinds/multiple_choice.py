@@ -6,7 +6,8 @@ the verbalizer of the right choice).
 """
 from __future__ import annotations
 
-from ..tasks import Features, TaskDataError, column, encode_pairs, label_index, text, text_fields
+from ..batching import Features
+from ..tasks import TaskDataError, column, encode_pairs, label_index, text, text_fields
 from .classification import Classification
 
 
