@@ -169,6 +169,16 @@ def test_grouped_run_killed_mid_chunk_and_resumed_equals_the_uninterrupted_run(t
     assert ungrouped["train_flops"] > full["train_flops"]  # same examples, more padding (counted FLOPs)
 
 
+def test_grouped_run_with_grad_accum_trains_the_same_prompt(tmp_path):
+    """grad_accum=2 splits each grouped batch in two contiguous micro-batches: the same gradient (dropout off)."""
+    off = ["trainer.max_steps=4", "trainer.eval_every=4", "model.dropout=0", "model.head_dropout=0"]
+    whole, split = _train(tmp_path / "a", *off), _train(tmp_path / "b", *off, "trainer.grad_accum=2")
+    assert whole["final"] == split["final"]
+    a, b = (load_file(tmp_path / f / "trainable_final.safetensors") for f in ("a", "b"))
+    for name in a:
+        assert ((a[name] - b[name]).norm() / a[name].norm()).item() < 1e-5, name
+
+
 # --------------------------------------------------------------------------- length-sorted evaluation
 def test_map_sorted_runs_longest_first_and_returns_input_order():
     feats = [{"input_ids": list(range(n))} for n in (3, 9, 1, 9, 5, 2, 7)]
