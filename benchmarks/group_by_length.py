@@ -15,6 +15,8 @@ evaluation seconds, counted training FLOPs, final and best dev accuracy; and the
 
     nice python benchmarks/group_by_length.py                  # ~20-30 min on a 2-core CPU
     python benchmarks/group_by_length.py --steps 20 --eval-every 10 --rows 400 --dev-rows 100   # a quick check
+    # the dev-set evaluation alone, sorted vs file order, alternating (init_from: a trained prompt to score)
+    python benchmarks/group_by_length.py --eval-only 3 init_from=outputs/bench_group_by_length/<folder>/grouped
 
 Every invocation trains afresh in its own folder under outputs/bench_group_by_length/ and writes
 benchmarks/results/group_by_length.json.
@@ -77,6 +79,42 @@ def worker(arm: str, overrides: list[str], timing: Path) -> None:
     train()
 
 
+# --------------------------------------------------------------------------- evaluation alone
+def eval_only(rounds: int, overrides: list[str]) -> None:
+    """One process: the dev set scored by MiniLM with a deep prompt (untrained, or `init_from=RUN`), in length-sorted batches and in
+    file order, alternating `rounds` times (the same machine load for both); metrics must be identical."""
+    import statistics
+
+    from hydra import compose, initialize_config_dir
+
+    import fpt.batching
+    from fpt import CONF_DIR
+    from fpt.config import register_configs
+    from fpt.trainer import Trainer
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    trainer = Trainer(cfg, OUT / "eval-only")
+    sort = fpt.batching.length_order
+    modes = {"file order": lambda features, indices: list(range(len(indices))), "sorted": sort}
+    seconds, metrics = {m: [] for m in modes}, {}
+    for _ in range(rounds):
+        for mode, order in modes.items():
+            fpt.batching.length_order = order
+            started = time.perf_counter()
+            metrics[mode] = trainer.evaluate()
+            seconds[mode].append(time.perf_counter() - started)
+    fpt.batching.length_order = sort
+    if metrics["sorted"] != metrics["file order"]:
+        sys.exit(f"metrics differ: sorted {metrics['sorted']} vs file order {metrics['file order']}")
+    for mode in modes:
+        print(f"{mode:10s} median {statistics.median(seconds[mode]):6.1f} s  "
+              f"({', '.join(f'{x:.1f}' for x in seconds[mode])})  {metrics[mode]}")
+    print(f"sorted evaluation {statistics.median(seconds['file order']) / statistics.median(seconds['sorted']):.2f}x "
+          f"faster, identical metrics")
+
+
 # --------------------------------------------------------------------------- both arms
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +122,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=125)
     parser.add_argument("--rows", type=int, default=8000, help="training rows (the first N shuffled)")
     parser.add_argument("--dev-rows", type=int, default=None, help="cap on dev rows (default: the whole dev set)")
+    parser.add_argument("--eval-only", type=int, metavar="ROUNDS",
+                        help="time the dev-set evaluation alone, sorted vs file order, ROUNDS times each")
     parser.add_argument("--worker", choices=sorted(ARMS), help=argparse.SUPPRESS)
     parser.add_argument("--timing", type=Path, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()
@@ -95,8 +135,10 @@ def main() -> None:
     if not (data / "train.tsv").is_file():
         sys.exit(f"SST-2 not found at {data} (the data root is $FPT_DATA_ROOT or the shared/data folder beside the "
                  f"checkout)")
+    common = base(data, args.rows, args.steps, args.eval_every, args.dev_rows) + overrides  # extra Hydra overrides
+    if args.eval_only:
+        return eval_only(args.eval_only, [*common, "trainer.eval_batch_size=64"])
     folder = OUT / time.strftime("%Y%m%d-%H%M%S")
-    common = base(data, args.rows, args.steps, args.eval_every, args.dev_rows)
     procs, started = {}, {}
     for arm, extra in ARMS.items():
         run = folder / arm
