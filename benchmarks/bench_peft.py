@@ -27,7 +27,8 @@ from transformers import AutoModel, BertForSequenceClassification  # noqa: E402
 
 from fpt.config import compose  # noqa: E402
 from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
-from fpt.tasks import collate, encode, read_rows  # noqa: E402
+from fpt.batching import collate  # noqa: E402
+from fpt.tasks import encode, read_rows  # noqa: E402
 
 SST2 = "${paths.data_root}/GLUE/SST-2"  # under the data root (conf/paths/), if it is there
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"

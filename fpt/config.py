@@ -142,6 +142,7 @@ class TrainerConfig:
     epochs: Optional[float] = None
     batch_size: int = 32                # global batch (split over DDP ranks and accumulation)
     grad_accum: int = 1
+    group_by_length: bool = True        # training batches of similar length (fpt/batching.py; docs/speed.md)
     eval_strategy: str = "steps"        # steps: every eval_every steps | epoch: after every pass over the data
     eval_every: int = 100
     eval_batch_size: int = 64

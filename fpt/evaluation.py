@@ -1,7 +1,8 @@
 """Scoring a model on a task's eval (and test) features, delegating to the task's kind.
 
-Each rank predicts its shard of the features (`dist.shard`); the outputs, one per feature, are gathered
-in order (`dist.gather_lists`) and every rank scores the whole set, so all ranks return the same dict.
+Each rank predicts its shard of the features (`dist.shard`) in length-sorted batches (`fpt.batching.map_sorted`:
+only padding changes) and puts its outputs, one per feature, back in input order; they are gathered in rank order
+(`dist.gather_lists`), which is input order, and every rank scores the whole set, so all ranks return the same dict.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from . import distributed as dist
 from .metrics import METRICS, compute_metrics
-from .tasks import collate
+from .batching import map_sorted
 
 # tiny (predictions, references) per metric: which keys a metric returns, checked at start-up
 _SAMPLES = {
@@ -49,13 +50,11 @@ def check_metric(task) -> None:
 def evaluate(model, kind, task, features, *, seq2seq: bool, batch_size: int, device, pad_id: int,
              autocast=None) -> dict[str, float]:
     """Metrics of one split, identical on every rank."""
-    indices = dist.shard(range(len(features)))
-    outputs = []
-    for start in range(0, len(indices), batch_size):
-        batch = collate([features[i] for i in indices[start:start + batch_size]], pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
+    def predict(batch):
         with autocast or nullcontext():
-            outputs += kind.predict(model, batch, task, seq2seq)
+            return kind.predict(model, batch, task, seq2seq)
+
+    outputs = map_sorted(predict, features, dist.shard(range(len(features))), batch_size, pad_id, device)
     outputs = dist.gather_lists(outputs)
     return {k: float(v) for k, v in kind.score(task, features, outputs, seq2seq).items()}
 

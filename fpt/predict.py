@@ -15,7 +15,7 @@ from contextlib import nullcontext
 
 import torch
 
-from .tasks import collate
+from .batching import map_sorted
 
 ID_COLUMNS = ("id", "idx", "guid")
 
@@ -23,9 +23,9 @@ ID_COLUMNS = ("id", "idx", "guid")
 @torch.no_grad()
 def predict(model, kind, task, features, *, seq2seq: bool, batch_size: int, device, pad_id: int,
             autocast=None) -> tuple[list, list]:
-    """(outputs, confidence per feature): the kind's outputs batch by batch, as fpt.evaluation.evaluate makes
-    them, and the confidence of the forward pass (BERT heads) or the decoding (T5) that produced them."""
-    outputs, logits = [], []
+    """(outputs, confidence per feature): the kind's outputs as fpt.evaluation.evaluate makes them (length-sorted
+    batches, back in feature order), and the confidence of the forward pass (BERT heads) or the decoding (T5)
+    that produced them."""
     captured = []
     if seq2seq:  # keep the generated ids: T5's confidence is the probability of what it generated
         generate = model.generate
@@ -33,24 +33,25 @@ def predict(model, kind, task, features, *, seq2seq: bool, batch_size: int, devi
         hook = None
     else:
         hook = model.register_forward_hook(lambda m, i, o: captured.append((i[0], o["logits"])))
+
+    def run(batch) -> list[tuple]:
+        captured.clear()
+        with autocast or nullcontext():
+            out = kind.predict(model, batch, task, seq2seq)
+        if seq2seq:
+            confidence = _generated_probability(model, *captured[-1])
+        else:
+            confidence = kind.confidences(task, *captured[-1]) if captured else [None] * len(out)
+        return list(zip(out, confidence, strict=True))
+
     try:
-        for start in range(0, len(features), batch_size):
-            batch = collate([features[i] for i in range(start, min(start + batch_size, len(features)))], pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            captured.clear()
-            with autocast or nullcontext():
-                out = kind.predict(model, batch, task, seq2seq)
-            outputs += out
-            if seq2seq:
-                logits += _generated_probability(model, *captured[-1])
-            else:
-                logits += kind.confidences(task, *captured[-1]) if captured else [None] * len(out)
+        pairs = map_sorted(run, features, range(len(features)), batch_size, pad_id, device)
     finally:
         if hook is not None:
             hook.remove()
         if seq2seq:
             del model.generate  # back to the class's method
-    return outputs, logits
+    return [o for o, _ in pairs], [c for _, c in pairs]
 
 
 def _keep(captured: list, batch, ids):

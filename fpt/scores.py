@@ -27,7 +27,7 @@ from safetensors import safe_open
 
 from .checkpoint import save_tensors
 from .prompts import ShallowPrompt
-from .tasks import collate
+from .batching import map_sorted
 
 log = logging.getLogger("fpt")
 PROMPT_LENGTH = 20  # the untrained soft prompt the scores are taken under
@@ -104,9 +104,7 @@ def activation_scores(model, features, num_examples: int = 1000, seed: int = 0,
     pad_id = backbone.config.pad_token_id or 0
     try:
         with _scoring_prompt(model, prompt):
-            for start in range(0, len(picked), batch_size):
-                batch = collate([features[i] for i in picked[start:start + batch_size]], pad_id)
-                batch = {k: v.to(device) for k, v in batch.items()}
+            def score(batch) -> list:
                 if family.seq2seq:
                     embeds, mask = model.encoder_inputs(batch)
                     masks["encoder"], masks["decoder"] = mask, batch["labels"] != -100
@@ -115,6 +113,10 @@ def activation_scores(model, features, num_examples: int = 1000, seed: int = 0,
                     masks["encoder"] = model.extend_mask(batch["attention_mask"])
                     backbone(input_ids=batch["input_ids"], attention_mask=masks["encoder"],
                              token_type_ids=batch.get("token_type_ids"))
+                rows = batch["choice_mask"] if "choice_mask" in batch else batch["input_ids"]  # features
+                return [None] * rows.shape[0]
+
+            map_sorted(score, features, picked, batch_size, pad_id, device)  # length-sorted: less padding
     finally:
         for h in handles:
             h.remove()

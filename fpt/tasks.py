@@ -1,7 +1,7 @@
 """Tasks: a task's rows (local files through fpt/readers/, or the hub), checked, turned into features.
 
-Local files are read by the reader of task.format (fpt/readers/); `datasets` (hub) and torch (`collate`)
-are imported where used.
+Local files are read by the reader of task.format (fpt/readers/); `datasets` (hub) is imported where used.
+Features and their padding (`Features`, `collate`) live in fpt/batching.py.
 
 Everything about a task (source, columns, template, labels, verbalizers, metrics) lives in its
 YAML file in conf/task/; this module only interprets those fields.
@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .readers import OFFICIAL, READERS, FormatError, derive, not_utf8
+
+if TYPE_CHECKING:
+    from .batching import Features
 
 BUNDLED_DATA = Path(__file__).parent / "data"
 
@@ -180,18 +184,6 @@ def label_index(task, row: dict) -> int:
 
 
 # --------------------------------------------------------------------------- features
-class Features:
-    """Tokenized examples (dicts of lists/ints, padded later by `collate`), plus what scoring needs:
-    `meta[i]` belongs to feature i (e.g. its reference), `examples` to whole rows (span QA)."""
-
-    def __init__(self, items: list[dict], meta: list | None = None, examples: list | None = None):
-        self.items, self.meta, self.examples = items, meta if meta is not None else [None] * len(items), examples
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        return self.items[i]
 
 
 def encode_pairs(task, rows: list[dict], tokenizer, fields: list[str], truncation=True) -> list[dict]:
@@ -208,35 +200,3 @@ def encode(task, rows: list[dict], tokenizer, seq2seq: bool, target_prefix: str 
     """Features of a task of any kind (fpt/task_kinds/); `train` makes training features (e.g. one per answer)."""
     from .task_kinds import get_kind
     return get_kind(task).encode(task, rows, tokenizer, seq2seq, target_prefix, train)
-
-
-PAD_MINUS_100 = ("labels", "tag_ids")  # targets the loss ignores at padding
-
-
-def _pad(values: list[list], fill: int) -> list[list]:
-    width = max(len(v) for v in values)
-    return [v + [fill] * (width - len(v)) for v in values]
-
-
-def collate(batch: list[dict], pad_id: int) -> dict:
-    """Pad to the longest example in the batch; seq2seq targets and tag ids are padded with -100.
-
-    Multiple-choice features hold one token list per choice: they become B*C rows (choices padded with
-    dummy rows) and "choice_mask" [B, C] marks the real ones.
-    """
-    import torch
-    out = {}
-    for key in batch[0]:
-        values = [ex[key] for ex in batch]
-        fill = -100 if key in PAD_MINUS_100 else (pad_id if key == "input_ids" else 0)
-        if isinstance(values[0], list) and values[0] and isinstance(values[0][0], list):
-            choices = max(len(v) for v in values)
-            dummy = [1] if key == "attention_mask" else [fill]  # a dummy row sees one token: no all-masked rows
-            flat = [c for v in values for c in v + [dummy] * (choices - len(v))]
-            out[key] = torch.tensor(_pad(flat, fill))
-            out["choice_mask"] = torch.tensor([[c < len(v) for c in range(choices)] for v in values])
-        elif isinstance(values[0], list):
-            out[key] = torch.tensor(_pad(values, fill))
-        else:
-            out[key] = torch.tensor(values)
-    return out

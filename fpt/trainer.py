@@ -30,7 +30,8 @@ from .flops import step_flops
 from .loggers import build_loggers, check_loggers, scalars_of
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
-from .tasks import collate, read_rows
+from .batching import collate, train_stream
+from .tasks import read_rows
 from .task_kinds import get_kind
 
 
@@ -94,25 +95,6 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
 
 
-class BatchStream:
-    """Example indices for step s, the same whatever happened before: epoch e is a permutation
-    seeded by (seed, e), and step s takes the global examples [s*B, (s+1)*B) of that endless stream."""
-
-    def __init__(self, num_examples: int, batch_size: int, seed: int):
-        self.n, self.batch_size, self.seed = num_examples, batch_size, seed
-        self._epoch, self._perm = None, None
-
-    def _permutation(self, epoch: int) -> list[int]:
-        if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1000003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).tolist()
-        return self._perm
-
-    def indices(self, step: int) -> list[int]:
-        start = step * self.batch_size
-        return [self._permutation(k // self.n)[k % self.n] for k in range(start, start + self.batch_size)]
-
-
 def build_optimizer(params, cfg):
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas),
@@ -127,7 +109,7 @@ class EpochDecay:
     """LR factor of step k (0-based): linear warm-up, then x gamma once per finished epoch.
 
     Step k belongs to the epoch of its first example, k * batch_size // num_examples (the batch stream is
-    endless, see BatchStream), so the whole of epoch e trains at lr * gamma**e, as P-tuning v2's
+    endless, see fpt.batching.BatchStream), so the whole of epoch e trains at lr * gamma**e, as P-tuning v2's
     ExponentialTrainer (ExponentialLR(0.95) stepped at the end of every epoch).
     """
 
@@ -230,7 +212,9 @@ class Trainer:
         if self.growth.stage_warmup_steps:  # schedule.stage_warmup_steps: an LR factor after each stage change
             self.lr_schedule.lr_lambdas = [lambda s, f=f: f(s) * self.growth.lr_factor(s)
                                            for f in self.lr_schedule.lr_lambdas]
-        self.stream = BatchStream(len(self.train_set), self.tcfg.batch_size, cfg.seed)
+        # step s's examples, a pure function of (seed, s): grouped by length over this run's steps, or not
+        self.stream = train_stream(self.train_set, self.tcfg.batch_size, cfg.seed, self.tcfg.group_by_length,
+                                   start=self.step_offset, end=self.step_offset + self.total_steps)
 
         # state that a checkpoint carries
         self.step = 0

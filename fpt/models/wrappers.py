@@ -2,7 +2,7 @@
 
 PromptedEncoder: BERT-like models with a task head (P-tuning v2 style).
 PromptedSeq2Seq: T5 models doing the task text-to-text, scored by greedy decoding (FPT style).
-Both take a batch dict from fpt.tasks.collate and return {"loss", "logits"/...}.
+Both take a batch dict from fpt.batching.collate and return {"loss", "logits"/...}.
 """
 from __future__ import annotations
 

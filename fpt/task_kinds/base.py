@@ -13,7 +13,8 @@ The T5 path is the same for every kind: `source(row)` -> input text, `targets(ro
 from __future__ import annotations
 
 from ..metrics import compute_metrics
-from ..tasks import Features, TaskDataError, text
+from ..batching import Features
+from ..tasks import TaskDataError, text
 
 CHECK_ROWS = 20  # rows encoded first, so a wrong column or label fails before any heavy work
 

@@ -7,7 +7,8 @@ score whole questions. Regression (STS-B) is a variant: fpt/task_kinds/regressio
 from __future__ import annotations
 
 from ..metrics import UNREADABLE
-from ..tasks import Features, encode_pairs, label_index, text, text_fields
+from ..batching import Features
+from ..tasks import encode_pairs, label_index, text, text_fields
 from .base import Kind
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from ..tasks import Features, TaskDataError, column, encode_pairs, label_index, text, text_fields
+from ..batching import Features
+from ..tasks import TaskDataError, column, encode_pairs, label_index, text, text_fields
 from .base import Kind
 from .classification import Classification
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from ..tasks import Features, TaskDataError, column, encode_pairs, text_fields
+from ..batching import Features
+from ..tasks import TaskDataError, column, encode_pairs, text_fields
 from .base import Kind
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 from ..metrics import compute_metrics, squad_v2_best_thresh
-from ..tasks import Features, TaskDataError, column, text, text_fields
+from ..batching import Features
+from ..tasks import TaskDataError, column, text, text_fields
 from .base import Kind
 
 

@@ -12,7 +12,8 @@ sentence's words, in order, to give tags for the same seqeval score.
 from __future__ import annotations
 
 from ..metrics import compute_metrics, iob1_to_iob2
-from ..tasks import Features, TaskDataError, column, text
+from ..batching import Features
+from ..tasks import TaskDataError, column, text
 from .base import Kind
 
 NO_SPANS = "none"

@@ -85,7 +85,8 @@ def test_bert_copa_multiple_choice(tmp_path):
 
 def test_bert_record_candidate_ranking(tmp_path):
     data = write(tmp_path / "d", {"train.jsonl": jsonl([RECORD]), "val.jsonl": jsonl([RECORD])})
-    r = run(tmp_path, "record", "tiny-bert", data, steps=160)
+    # 200 steps: with length-grouped batches (trainer.group_by_length) seed 42 ranks 2 of 3 queries right at 160
+    r = run(tmp_path, "record", "tiny-bert", data, steps=200)
     assert r["best"]["exact_match"] == 1.0, r["best"]
 
 

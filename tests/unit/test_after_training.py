@@ -42,7 +42,8 @@ def test_eval_rebuilds_the_partial_model_a_partial_schedule_ends_on(tmp_path, to
 
 def test_t5_score_is_the_mean_probability_of_the_greedy_tokens(t5_run):
     from fpt.predict import predict
-    from fpt.tasks import collate, read_rows
+    from fpt.batching import collate
+    from fpt.tasks import read_rows
     loaded = load_run(t5_run[0], "best", "cpu")
     task = loaded.cfg.task
     features = loaded.kind.features(task, read_rows(task, "eval")[:4], loaded.tokenizer, True)
@@ -129,7 +130,8 @@ def test_peft_export_of_a_t5_shallow_prompt_gives_the_same_logits(tmp_path, toy)
     from transformers import AutoModelForSeq2SeqLM
 
     from fpt.export import main as export_main
-    from fpt.tasks import collate, read_rows
+    from fpt.batching import collate
+    from fpt.tasks import read_rows
     run, _ = _train(tmp_path, toy, "model=tiny-t5", "prompt=shallow", "optim.lr=0.3", "trainer.max_steps=5")
     export_main([str(run), "--format", "peft", "--out", str(tmp_path / "peft")])
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
@@ -155,7 +157,8 @@ def test_peft_export_of_a_bert_deep_prompt_layout_and_its_position_shift(bert_ru
     from transformers import AutoModel
 
     from fpt.export import NotRepresentable, export_peft
-    from fpt.tasks import collate, read_rows
+    from fpt.batching import collate
+    from fpt.tasks import read_rows
     run, _ = bert_run
     loaded = load_run(run, "best", "cpu")
     with pytest.raises(NotRepresentable, match="positions P..P\\+L-1"):

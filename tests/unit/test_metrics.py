@@ -239,7 +239,7 @@ def test_options_go_only_to_metrics_that_take_them():
 def test_t5_classification_scores_cb_with_unreadable_share():
     from helpers import compose
     from fpt.task_kinds import get_kind
-    from fpt.tasks import Features
+    from fpt.batching import Features
 
     task = compose("task=cb", "model=tiny-t5").task
     kind = get_kind(task)
@@ -253,7 +253,7 @@ def test_t5_classification_scores_cb_with_unreadable_share():
 def test_t5_regression_reports_unreadable_numbers():
     from helpers import compose
     from fpt.task_kinds import get_kind
-    from fpt.tasks import Features
+    from fpt.batching import Features
 
     task = compose("task=stsb", "model=tiny-t5").task
     out = get_kind(task).score(task, Features([{}] * 4, meta=[1.0, 2.0, 3.0, 4.0]), ["1.0", "2.2", "x", "3.8"],

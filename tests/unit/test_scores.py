@@ -9,7 +9,8 @@ from helpers import compose
 from fpt.models import build_model, load_tokenizer
 from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores
 from fpt.prompts import ShallowPrompt
-from fpt.tasks import collate, encode, read_rows
+from fpt.batching import collate
+from fpt.tasks import encode, read_rows
 from tools.scores import main
 
 torch.set_num_threads(1)

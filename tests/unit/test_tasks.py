@@ -11,7 +11,8 @@ from fpt.models.heads import MultipleChoiceHead, SpanHead, TokenClassificationHe
 from fpt.task_kinds import get_kind
 from fpt.task_kinds.record import clean_passage
 from fpt.task_kinds.token_classification import spans, tags_from_text
-from fpt.tasks import TaskDataError, collate, read_rows
+from fpt.batching import collate
+from fpt.tasks import TaskDataError, read_rows
 
 torch.set_num_threads(1)
 
