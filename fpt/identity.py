@@ -31,6 +31,9 @@ RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNT
 RUNTIME_GROUPS = ("logger", "paths")
 # may differ between a checkpoint and the run that resumes it (a completed run's results depend on them)
 RESUMABLE_KEYS = ("trainer.eval_every", "trainer.save_every", "trainer.eval_batch_size")
+# keys added after runs existed, with the value that reproduces those runs: a key at that value is left out, so an
+# older run (whose identity lacks it) is the same run as a new one with the old behaviour
+ADDED_KEYS = {"trainer.group_by_length": False}
 HASH_LIMIT = 1 << 30  # bytes; larger data files are identified by path, size and mtime
 
 
@@ -64,6 +67,9 @@ def run_identity(cfg) -> dict:
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
     for key in RUNTIME_KEYS:
         flat.pop(key, None)
+    for key, old in ADDED_KEYS.items():
+        if key in flat and flat[key] == old:
+            del flat[key]
     for key in [k for k in flat if k.split(".", 1)[0] in RUNTIME_GROUPS]:
         del flat[key]
     flat.update(data_identity(cfg.task))

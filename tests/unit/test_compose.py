@@ -43,7 +43,7 @@ def test_task_composes_and_passes_start_up_checks(task, model):
 STUDY_BASE = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2", "task.max_train_samples=8000",
               "task.max_length=64", "prompt.length=20", "optim.lr=1e-2", "model.dropout=0", "trainer.batch_size=32",
               "trainer.max_steps=750", "trainer.eval_every=150", "trainer.threads=1", "trainer.progress=false",
-              "trainer.log_every=10"]
+              "trainer.log_every=10", "trainer.group_by_length=false"]
 SIXTY = "schedule.stages=[{layers:2,ffn_ratio:0.25,fraction:0.3},{layers:4,ffn_ratio:0.5,fraction:0.1},{}]"
 STUDY_ARMS = {
     "shallow_vanilla": ("shallow", ["schedule=none"]),

@@ -180,3 +180,14 @@ def test_damaged_checkpoint_is_named_with_the_ways_to_recover(tmp_path, monkeypa
     full = tmp_path / "full"
     run(full, "trainer.save_every=2")
     assert_same_run(full, folder)
+
+
+def test_a_key_added_later_at_its_old_value_keeps_older_runs_identity(tmp_path):
+    """trainer.group_by_length=false is what runs made before the key existed did: their identity (without the key)
+    equals a new run's with it false; true is another run."""
+    from fpt.identity import fingerprint, run_identity
+    off = run_identity(cfg_of("trainer.group_by_length=false", root=tmp_path))
+    on = run_identity(cfg_of("trainer.group_by_length=true", root=tmp_path))
+    assert "trainer.group_by_length" not in off and on["trainer.group_by_length"] is True
+    assert {k: v for k, v in on.items() if k != "trainer.group_by_length"} == off
+    assert fingerprint(off) != fingerprint(on)
