@@ -1,4 +1,5 @@
-"""Length grouping end to end (issue 16, point 2): the SST-2 deep-prompt recipe with and without it.
+"""Length grouping end to end (end-to-end time and accuracy): the SST-2 deep-prompt recipe with and
+without length-grouped batches.
 
 MiniLM, SST-2 (the first 8,000 shuffled training rows, max_length 64, the whole dev set), deep prompt P=20, AdamW
 1e-2 with linear decay, backbone dropout 0, batch 32, 750 steps, evaluation every 125 steps. Two arms:
@@ -41,9 +42,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 ARMS = {"before": ["trainer.group_by_length=false"], "grouped": ["trainer.group_by_length=true"]}
 
 
-def base(data: Path, rows: int, steps: int, eval_every: int, dev_rows: int | None) -> list[str]:
-    """The SST-2 deep-prompt recipe of benchmarks/fpt_sst2.py, evaluated every `eval_every` steps."""
-    out = ["model=minilm", "task=sst2", f"task.data_dir={data}", f"task.max_train_samples={rows}",
+def base(rows: int, steps: int, eval_every: int, dev_rows: int | None) -> list[str]:
+    """The SST-2 deep-prompt recipe (conf/experiment/fpt_sst2/deep_vanilla.yaml's, with seed 42 and linear decay),
+    evaluated every `eval_every` steps."""
+    out = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2", f"task.max_train_samples={rows}",
            "task.max_length=64", "prompt=deep", "prompt.length=20", "optim.lr=1e-2", "model.dropout=0",
            "schedule=none", "trainer.batch_size=32", f"trainer.max_steps={steps}", f"trainer.eval_every={eval_every}",
            "trainer.threads=1", "trainer.progress=false", "trainer.log_every=25", "trainer.resume=false",
@@ -130,12 +132,11 @@ def main() -> None:
     if args.worker:
         return worker(args.worker, overrides, args.timing)
 
-    from fpt.config import default_data_root
-    data = default_data_root() / "GLUE" / "SST-2"
+    from fpt.config import compose
+    data = Path(compose().paths.data_root) / "GLUE" / "SST-2"
     if not (data / "train.tsv").is_file():
-        sys.exit(f"SST-2 not found at {data} (the data root is $FPT_DATA_ROOT or the shared/data folder beside the "
-                 f"checkout)")
-    common = base(data, args.rows, args.steps, args.eval_every, args.dev_rows) + overrides  # extra Hydra overrides
+        sys.exit(f"SST-2 not found at {data} (the data root is paths.data_root: set $FPT_DATA_ROOT)")
+    common = base(args.rows, args.steps, args.eval_every, args.dev_rows) + overrides  # extra Hydra overrides
     if args.eval_only:
         return eval_only(args.eval_only, [*common, "trainer.eval_batch_size=64"])
     folder = OUT / time.strftime("%Y%m%d-%H%M%S")

@@ -1,4 +1,5 @@
-"""Grid vs successive halving over the same 9 configurations (issue 16, point 1): MiniLM + SST-2, deep prompts.
+"""Grid vs successive halving over the same 9 configurations on MiniLM + SST-2, deep prompts:
+best configuration found, total training FLOPs and wall time.
 
 The grid runs 3 learning rates x 3 prompt lengths to the full length; the search (hparams_search=ptv2_asha,
 GridSampler over the same 9 configurations) stops them at rungs 10 / 30 / 90 steps with 9 / 3 / 1 trials
@@ -13,7 +14,7 @@ job at a time per sweep. Both sweeps run AT ONCE by default (two processes), so 
 
 Prints for both: best dev accuracy found (the sweep's selection metric: a run's best evaluation), total training
 FLOPs (the sum of the jobs' train_flops) and wall time. Target: the search within 0.5 point of the grid's best
-with <= 35% of its FLOPs. Data: <data root>/GLUE/SST-2 (FPT_DATA_ROOT, see fpt.config.default_data_root).
+with <= 35% of its FLOPs. Data: ${paths.data_root}/GLUE/SST-2 ($FPT_DATA_ROOT, conf/paths/).
 """
 from __future__ import annotations
 
@@ -25,11 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from fpt.config import default_data_root
-
 ROOT = Path(__file__).resolve().parents[1]
 LRS, LENGTHS = "5e-3,1e-2,2e-2", "8,16,32"
-BASE = ["model=minilm", "task=sst2", f"task.data_dir={default_data_root() / 'GLUE' / 'SST-2'}",
+BASE = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2",
         "task.max_train_samples=2000", "task.max_length=64", "prompt=deep", "trainer.batch_size=16",
         "trainer.max_steps=90", "trainer.eval_every=30", "trainer.threads=1", "trainer.progress=false",
         # as hparams_search=ptv2_asha sets them, given to both sweeps
