@@ -85,3 +85,37 @@ def test_study_arms_are_every_file_and_run_one_job_each():
         sweep = hydra_compose(config_name="config", overrides=["experiment=fpt_minilm_sst2"],
                               return_hydra_config=True)
     assert not cfg.hydra.sweeper.params and set(sweep.hydra.sweeper.params) == {"schedule", "prompt"}
+
+
+# The MiniLM learning table (benchmarks/README.md, "Learning on SST-2 and RTE") as the deleted benchmarks/learning.py
+# passed it on the command line: "model=minilm", its SETUPS[task], PROMPTS[prompt], then batch 32, the seed and no
+# progress bar (its hydra.run.dir / output_root only placed the run), plus the random batches the rows were made with;
+# against the arm files conf/experiment/learning/<task>_<prompt>.yaml.
+LEARNING_SETUPS = {
+    "sst2": ["task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2", "task.max_train_samples=8000",
+             "task.max_length=64", "trainer.max_steps=750", "trainer.eval_every=125"],
+    "rte": ["task=rte", "task.data_dir=${paths.data_root}/GLUE/RTE", "task.max_length=128", "trainer.max_steps=390",
+            "trainer.eval_every=78"],
+}
+LEARNING_PROMPTS = {"none": ["prompt=none", "optim.lr=5e-5"],
+                    "shallow": ["prompt=shallow", "prompt.length=20", "optim.lr=1e-2"],
+                    "deep": ["prompt=deep", "prompt.length=20", "optim.lr=1e-2"]}
+LEARNING_ARMS = sorted(f"{task}_{prompt}" for task in LEARNING_SETUPS for prompt in LEARNING_PROMPTS)
+
+
+@pytest.mark.parametrize("arm", LEARNING_ARMS)
+def test_learning_arm_file_composes_to_the_old_scripts_overrides(arm):
+    task, prompt = arm.split("_")
+    old = _flat(compose("model=minilm", *LEARNING_SETUPS[task], *LEARNING_PROMPTS[prompt], "trainer.batch_size=32",
+                        "seed=42", "trainer.progress=false", "trainer.group_by_length=false"))
+    new = _flat(compose(f"experiment=learning/{arm}", "seed=42"))
+    assert set(new) == set(old)
+    assert {k: new[k] for k in new if new[k] != old[k]} == {}
+    assert (new["task.name"], new["prompt.type"], new["model.dropout"]) == (task, prompt, None)
+
+
+def test_learning_arms_are_every_file_and_run_one_job_each():
+    from helpers import compose_hydra
+    assert sorted(p.stem for p in (CONF_DIR / "experiment" / "learning").glob("*.yaml")) == LEARNING_ARMS
+    for arm in LEARNING_ARMS:
+        assert not compose_hydra(f"experiment=learning/{arm}").hydra.sweeper.params, arm
