@@ -1,7 +1,8 @@
 """Real learning on ../shared/data with the bundled pretrained MiniLM (minutes on CPU).
 
 SST-2 with deep prompts runs in CI. Full fine-tuning (SST-2, RTE) takes longer; it runs with
-FPT_LONG_TESTS=1 and their numbers are produced by benchmarks/learning.py (README, "Measured results").
+FPT_LONG_TESTS=1; the table of every task x prompt is made by the arm files conf/experiment/learning/
+(benchmarks/README.md, "Learning on SST-2 and RTE").
 """
 import json
 import os
@@ -12,7 +13,7 @@ from helpers import compose
 from fpt.run import main as run_main
 
 LONG = pytest.mark.skipif(os.environ.get("FPT_LONG_TESTS") != "1",
-                          reason="long real-data run: set FPT_LONG_TESTS=1 (numbers: benchmarks/learning.py)")
+                          reason="long real-data run: set FPT_LONG_TESTS=1 (numbers: conf/experiment/learning/)")
 
 
 def _train(tmp_path, *overrides):
@@ -46,7 +47,7 @@ def test_sst2_full_finetuning_learns(tmp_path, shared_data):
 @LONG
 def test_rte_full_finetuning_learns_above_majority(tmp_path, shared_data):
     # deep and shallow prompts stay near chance on RTE at this budget (0.52 / 0.52): their numbers are reported by
-    # benchmarks/learning.py, not asserted
+    # the arm files conf/experiment/learning/rte_{deep,shallow}.yaml, not asserted
     results = _train(tmp_path, "task=rte", f"task.data_dir={shared_data / 'GLUE' / 'RTE'}", "task.max_length=128",
                      "trainer.max_steps=390", "trainer.eval_every=78", "prompt=none", "optim.lr=5e-5")
     assert results["best"]["accuracy"] > 0.55, results  # dev majority class: 146/277 = 0.527
