@@ -23,12 +23,12 @@ _SAMPLES = {
     "multirc": ([1, 0], [{"question_id": 0, "label": 1}, {"question_id": 0, "label": 0}]),
     "seqeval": ([["B-X", "O"]], [["B-X", "O"]]), "rouge": (["a b"], ["a b"]),
 }
-_EXTRA_KEYS = {"span_qa": ["best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]}
 
 
 def metric_keys(task) -> set[str] | None:
     """The keys an evaluation of this task returns (dev split); None if a metric has no sample to try."""
-    keys = set(_EXTRA_KEYS.get(task.type, [])) if task.allow_no_answer else set()
+    from .task_kinds import get_kind
+    keys = set(get_kind(task).no_answer_metric_keys) if task.allow_no_answer else set()
     for name in task.metrics:
         if name not in METRICS:
             raise ValueError(f"task {task.name}: task.metrics has unknown metric {name!r}; known: {sorted(METRICS)}")

@@ -24,6 +24,7 @@ class Kind:
     bert = True   # has a head for BERT-family models
     t5 = True     # has a text-to-text form
     generates_text = False  # its T5 targets are free text (not label words): growth shrinks the decoder too
+    no_answer_metric_keys: tuple = ()  # metric keys added when task.allow_no_answer (span QA)
 
     # ---------------------------------------------------------------- config checks
     def check_config(self, task, seq2seq: bool) -> None:
