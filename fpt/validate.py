@@ -117,11 +117,17 @@ def check_task(task, seq2seq: bool) -> None:
     non_negative_int("task.generate_min_tokens", task.generate_min_tokens)
     positive_int("task.max_train_samples", task.max_train_samples, optional=True)
     positive_int("task.max_eval_samples", task.max_eval_samples, optional=True)
+    if task.type == "span_qa":
+        positive_int("task.doc_stride", task.doc_stride)
+        need(task.doc_stride < task.max_length, "task.doc_stride", task.doc_stride,
+             f"less than task.max_length={task.max_length} (the overlap of consecutive windows)")
+        positive_int("task.n_best", task.n_best)
+        positive_int("task.max_answer_length", task.max_answer_length)
     from .metrics import METRICS
     for name in task.metrics:
         one_of("task.metrics[]", name, sorted(METRICS))
     from .task_kinds import get_kind
-    get_kind(task).check_config(task, seq2seq)  # and the kind's own fields (span QA: doc_stride, n_best, ...)
+    get_kind(task).check_config(task, seq2seq)
     if task.data_dir:
         for split in ["train", "eval", *task.test_splits]:
             if split not in task.files:

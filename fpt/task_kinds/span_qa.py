@@ -22,15 +22,6 @@ class SpanQA(Kind):
     # what the squad_v2 metric adds for unanswerable questions (task.allow_no_answer): checked at start-up
     no_answer_metric_keys = ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
 
-    def check_config(self, task, seq2seq: bool) -> None:
-        from ..validate import need, positive_int
-        super().check_config(task, seq2seq)
-        positive_int("task.doc_stride", task.doc_stride)
-        need(task.doc_stride < task.max_length, "task.doc_stride", task.doc_stride,
-             f"less than task.max_length={task.max_length} (the overlap of consecutive windows)")
-        positive_int("task.n_best", task.n_best)
-        positive_int("task.max_answer_length", task.max_answer_length)
-
     def answers(self, task, row) -> tuple[list[str], list[int | None]]:
         """Gold answer texts and character starts (hub/SQuAD JSON: {"text": [...], "answer_start": [...]})."""
         value = column(task, row, task.answers_field, "answers_field")
