@@ -213,3 +213,15 @@ def write(folder, files: dict):
 
 def jsonl(rows):
     return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def two_row_batch(tok, seq2seq: bool) -> dict:
+    """Two rows of different lengths (so with padding) and their labels: T5 target ids or class indices."""
+    import torch
+    batch = dict(tok(["a short one", "a somewhat longer sentence with padding needed"], padding=True,
+                     return_tensors="pt"))
+    if seq2seq:
+        batch["labels"] = tok(text_target=["yes", "no it is not"], padding=True, return_tensors="pt")["input_ids"]
+    else:
+        batch["label"] = torch.tensor([0, 1])
+    return batch

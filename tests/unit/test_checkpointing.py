@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import compose
+from helpers import compose, two_row_batch as _batch
 from safetensors.torch import load_file
 
 from fpt.growth import Growth
@@ -31,16 +31,6 @@ def _model(name: str, prompt: str, checkpointing: bool, *extra: str, fraction: f
     torch.manual_seed(0)
     return build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2, gradient_checkpointing=checkpointing,
                        checkpoint_layers=fraction).train(), tok
-
-
-def _batch(tok, seq2seq: bool):
-    batch = dict(tok(["a short one", "a somewhat longer sentence with padding needed"], padding=True,
-                     return_tensors="pt"))
-    if seq2seq:
-        batch["labels"] = tok(text_target=["yes", "no it is not"], padding=True, return_tensors="pt")["input_ids"]
-    else:
-        batch["label"] = torch.tensor([0, 1])
-    return batch
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import GROWTH_STAGES as STAGES, TINY_FPT, compose
+from helpers import GROWTH_STAGES as STAGES, TINY_FPT, compose, two_row_batch as _batch
 from safetensors.torch import load_file
 
 from fpt.config import StageConfig
@@ -24,16 +24,6 @@ def _model(name: str, prompt: str = "deep", *extra: str):
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
     return build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2).eval(), tok, cfg
-
-
-def _batch(tok, seq2seq: bool):
-    batch = dict(tok(["a short one", "a somewhat longer sentence with padding needed"], padding=True,
-                     return_tensors="pt"))
-    if seq2seq:
-        batch["labels"] = tok(text_target=["yes", "no it is not"], padding=True, return_tensors="pt")["input_ids"]
-    else:
-        batch["label"] = torch.tensor([0, 1])
-    return batch
 
 
 def _outputs(model, batch):
