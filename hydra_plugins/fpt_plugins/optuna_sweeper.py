@@ -27,6 +27,37 @@ def sqlite_folder(storage) -> Path | None:
     return None
 
 
+def _sampler_seed(config):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(config, "hydra.sweeper.sampler.seed", default=None)
+
+
+def reseed(sampler, seed, n_trials: int) -> None:
+    """Give a resumed study's sampler fresh randomness: drawn from (seed, trials so far) when the sampler is
+    seeded, so re-running the same command suggests the same next trials; from the OS otherwise."""
+    import numpy as np
+    from optuna.samplers import BaseSampler
+
+    if seed is None:
+        sampler.reseed_rng()
+        return
+    state = np.random.SeedSequence([int(seed), n_trials]).generate_state(1)[0]
+    seen = set()
+
+    def walk(obj):  # the sampler and the samplers it holds (TPE's random sampler for start-up trials, ...)
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        for value in vars(obj).values():
+            if isinstance(value, np.random.RandomState):
+                value.seed(state)
+            elif isinstance(value, BaseSampler):
+                walk(value)
+
+    walk(sampler)
+
+
 class ResumableOptunaSweeper(OptunaSweeper):
     def sweep(self, arguments: List[str]) -> None:
         import optuna
@@ -59,7 +90,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         waiting = [t.number for t in trials if t.state == TrialState.WAITING]
         impl.n_trials = remaining
         impl.job_idx = min(waiting) if waiting else len(trials)  # job folders are numbered as the trials
-        if done and hasattr(impl.sampler, "reseed_rng"):
-            impl.sampler.reseed_rng()  # a seeded sampler would otherwise repeat its first suggestions
+        if done:  # a seeded sampler would otherwise repeat its first suggestions
+            reseed(impl.sampler, _sampler_seed(impl.config), len(trials))
         return impl.sweep(arguments)
 
