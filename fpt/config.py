@@ -110,6 +110,8 @@ class ScheduleConfig:
     # own untrained init), "copy" (the nearest trained layer's prefix) or "gate" (its init behind a learnable
     # per-site gate at 0: no effect at the join, grows in as it trains)
     new_layer_prefix: str = "init"
+    keep_layers: str = "spread"         # which layers a stage keeps: "spread" (evenly spaced, first and last, as
+                                        # FPT) or "bottom" (the first k: their inputs are the full model's own)
     stage_warmup_steps: int = 0         # > 0: linear LR warm-up over this many steps after each stage change
     eval_final_at_stage_end: bool = False  # diagnostic: at each partial stage's end, also score the prompt on
                                            # the model the run ends with (metrics.jsonl "eval_final_model")

@@ -3,7 +3,8 @@
 A schedule is a list of stages (conf/schedule/*.yaml), each `{layers, ffn_ratio, steps or fraction}`.
 A stage runs a partial model cut from the full pretrained one:
 
-- layer dropping: `layers` evenly spaced layers, the first and the last included (`select_layers`);
+- layer dropping: `layers` evenly spaced layers, the first and the last included (`select_layers`, FPT's
+  choice), or with `schedule.keep_layers=bottom` the first `layers` ones (`bottom_layers`);
 - FFN reduction: in every kept layer, the `ffn_ratio` share of FFN neurons with the highest activation
   scores (fpt/scores.py), the FFN weights sliced to those neurons, no rescaling.
 
@@ -60,6 +61,18 @@ def select_layers(keep: int, total: int) -> list[int]:
     return kept
 
 
+def bottom_layers(keep: int, total: int) -> list[int]:
+    """The first `keep` of `total` layers: each kept layer sees exactly what it sees in the full model, so a
+    deep prompt's prefixes there train as they would at full size (only the head reads another layer)."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} layers")
+    return list(range(keep))
+
+
+# schedule.keep_layers: which layers a stage of k layers keeps
+KEEP_LAYERS = {"spread": select_layers, "bottom": bottom_layers}
+
+
 def _layer_count(value, total: int, where: str) -> int:
     """StageConfig.layers: None = all, < 1 = a fraction of the layers, else a count."""
     if value is None:
@@ -88,6 +101,10 @@ def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool 
     if reduce_decoder is None:
         reduce_decoder = bool(schedule.reduce_decoder)
     reduced = [s for s in stacks if s == "encoder" or reduce_decoder]
+    keep_layers = getattr(schedule, "keep_layers", "spread")
+    if keep_layers not in KEEP_LAYERS:
+        raise ValueError(f"schedule.keep_layers={keep_layers!r}: expected one of {', '.join(KEEP_LAYERS)}")
+    choose = KEEP_LAYERS[keep_layers]
     stages, cum = [], 0.0
     for k, st in enumerate(schedule.stages):
         where = f"schedule.stages.{k}"
@@ -114,7 +131,7 @@ def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool 
         layers = {s: list(range(dims["layers"][s])) for s in stacks}
         ffn = {s: dims["ffn"] for s in stacks}
         for s in reduced:
-            layers[s] = select_layers(_layer_count(st.layers, dims["layers"][s], where), dims["layers"][s])
+            layers[s] = choose(_layer_count(st.layers, dims["layers"][s], where), dims["layers"][s])
             ffn[s] = max(1, round(st.ffn_ratio * dims["ffn"]))
         stages.append(Stage(start, end, layers, ffn))
     if not stages:

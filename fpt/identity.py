@@ -33,7 +33,7 @@ RUNTIME_GROUPS = ("logger", "paths")
 RESUMABLE_KEYS = ("trainer.eval_every", "trainer.save_every", "trainer.eval_batch_size")
 # keys added after runs existed, with the value that reproduces those runs: a key at that value is left out, so an
 # older run (whose identity lacks it) is the same run as a new one with the old behaviour
-ADDED_KEYS = {"trainer.group_by_length": False}
+ADDED_KEYS = {"trainer.group_by_length": False, "schedule.keep_layers": "spread"}
 HASH_LIMIT = 1 << 30  # bytes; larger data files are identified by path, size and mtime
 
 

@@ -62,6 +62,16 @@ def test_layer_selection_matches_fpt():
         select_layers(25, 24)
 
 
+def test_bottom_layers_keep_the_first_k_and_a_bad_choice_names_the_key():
+    cfg = compose("model=tiny-t5", "schedule=fpt", "schedule.keep_layers=bottom", "schedule.reduce_decoder=true")
+    stages = resolve_stages(cfg.schedule, {"layers": {"encoder": 24, "decoder": 24}, "ffn": 2816}, 1000)
+    assert [st.layers["encoder"] for st in stages] == [list(range(k)) for k in (6, 12, 18, 24)]
+    assert stages[0].layers["decoder"] == list(range(6))
+    cfg.schedule.keep_layers = "top"
+    with pytest.raises(ValueError, match="schedule.keep_layers='top': expected one of spread, bottom"):
+        resolve_stages(cfg.schedule, {"layers": {"encoder": 24}, "ffn": 2816}, 1000)
+
+
 def test_stage_fractions_resolve_to_fpt_steps_and_widths():
     cfg = compose("model=tiny-t5", "schedule=fpt")
     dims = {"layers": {"encoder": 24, "decoder": 24}, "ffn": 2816, "hidden": 1024}
@@ -164,9 +174,10 @@ def test_reduced_ffn_equals_full_model_with_other_neurons_zeroed(name, extra):
                for layers in family.layer_stacks(model.backbone).values() for layer in layers)
 
 
+@pytest.mark.parametrize("keep, kept", [("spread", [0, 2, 5]), ("bottom", [0, 1, 2])])
 @pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
-def test_layer_dropping_runs_exactly_the_selected_layers(name):
-    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name])
+def test_layer_dropping_runs_exactly_the_selected_layers(name, keep, kept):
+    model, tok, cfg = _model(name, "deep", *SIX_LAYERS[name], f"schedule.keep_layers={keep}")
     family = model.family
     original = {s: list(layers) for s, layers in family.layer_stacks(model.backbone).items()}
     ran = []
@@ -176,9 +187,9 @@ def test_layer_dropping_runs_exactly_the_selected_layers(name):
     growth = Growth(model, _stages(model, cfg, {"layers": 3, "fraction": 0.5}, {}))
     growth.enter(0)
     _outputs(model, _batch(tok, family.seq2seq))
-    assert sorted(set(ran)) == sorted((s, i) for s in original for i in [0, 2, 5])
+    assert sorted(set(ran)) == sorted((s, i) for s in original for i in kept)
     assert growth.current_shape(family.dims(model.backbone.config))["layers"] == {s: 3 for s in original}
-    assert model.active_sites == [family.site_layer(n)[1] in (0, 2, 5) for n in model.site_names]
+    assert model.active_sites == [family.site_layer(n)[1] in kept for n in model.site_names]
     if name == "tiny-t5":  # the KV cache is indexed by position: renumbered in the stage, restored at full size
         assert [b.layer[0].SelfAttention.layer_idx for b in model.backbone.decoder.block] == [0, 1, 2]
         assert [b.layer[1].EncDecAttention.layer_idx for b in model.backbone.decoder.block] == [0, 1, 2]
