@@ -256,7 +256,7 @@ class Growth:
         else:
             if self._prompt_stage is not None and self._prompt_stage < k:
                 for j in range(self._prompt_stage + 1, k + 1):
-                    self._join_prefixes(self.stages[j - 1], self.stages[j])
+                    self._join_prefixes(j)
                 changed = True
             self._prompt_stage = k
         self.stage_index = k
@@ -337,16 +337,20 @@ class Growth:
         self._built = k
 
     @torch.no_grad()
-    def _join_prefixes(self, before: Stage, after: Stage) -> None:
-        """Deep prompts, copy mode: a joining layer starts from the nearest trained layer's prefix."""
+    def _join_prefixes(self, k: int) -> None:
+        """Deep prompts, copy mode, entering stage k: a layer that joins for the first time starts from the
+        prefix of the nearest layer trained in stage k-1. Evenly spaced layer sets need not be nested (MiniLM's
+        6 layers: [0, 5], [0, 2, 5], [0, 1, 3, 5]); a layer that trained in an earlier stage and comes back keeps
+        its own prefix, as it keeps its own optimizer state."""
         deep = self.model.deep
         if deep is None or self.new_layer_prefix != "copy":
             return
         family = self.model.family
+        before, after = self.stages[k - 1], self.stages[k]
         for name, site in self.site_index.items():  # e.g. "decoder.3.cross"
             stack, j = family.site_layer(name)
             trained = before.layers[stack]
-            if j in after.layers[stack] and j not in trained:
+            if j in after.layers[stack] and not any(j in st.layers[stack] for st in self.stages[:k]):
                 src = min(trained, key=lambda i: (abs(i - j), i))
                 kind = name.split(".", 2)[2]
                 deep.site_params(site).copy_(deep.site_params(self.site_index[f"{stack}.{src}.{kind}"]))

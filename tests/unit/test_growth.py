@@ -286,6 +286,30 @@ def test_deep_prefixes_across_an_expansion(name, mode):
     assert growth.enter(20) is False  # idempotent
 
 
+def test_copy_fills_only_layers_that_never_trained_a_returning_layer_keeps_its_prefix():
+    """FPT's evenly spaced sets are not nested on 6 layers: [0, 5], [0, 2, 5], [0, 1, 3, 5], all. Layer 2 trains in
+    stage 1, is absent in stage 2 and comes back in stage 3 with its own prefix; layer 4 joins for the first time
+    in stage 3 and copies its nearest stage-2 layer (3 and 5 tie: the lower)."""
+    model, tok, cfg = _model("tiny-bert", "deep", *SIX_LAYERS["tiny-bert"])
+    deep = model.deep
+    stages = _stages(model, cfg, {"layers": 2, "fraction": 0.25}, {"layers": 3, "fraction": 0.25},
+                     {"layers": 4, "fraction": 0.25}, {})
+    assert [st.layers["encoder"] for st in stages[:3]] == [[0, 5], [0, 2, 5], [0, 1, 3, 5]]
+    growth = Growth(model, stages, new_layer_prefix="copy")
+    site = {model.family.site_layer(n)[1]: i for i, n in enumerate(model.site_names)}
+    marks = {}
+    for step in (0, 10, 20):
+        growth.enter(step)
+        with torch.no_grad():
+            for layer in stages[growth.stage_index].layers["encoder"]:
+                deep.site_params(site[layer]).add_(torch.randn_like(deep.site_params(site[layer])))  # "trains"
+        marks[step] = [deep.site_params(i).detach().clone() for i in range(len(site))]
+    assert torch.equal(deep.site_params(site[2]), marks[10][site[2]])  # absent in stage 2: untouched
+    growth.enter(30)
+    assert torch.equal(deep.site_params(site[2]), marks[10][site[2]])  # back: its own stage-1 prefix
+    assert torch.equal(deep.site_params(site[4]), marks[20][site[3]])  # first time: a copy of layer 3's
+
+
 @pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
 def test_shallow_prompt_and_head_are_untouched_by_an_expansion(name):
     model, _, cfg = _model(name, "shallow", *SIX_LAYERS[name])
