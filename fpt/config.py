@@ -174,6 +174,8 @@ class ReleasedConfig:
 OPTIMIZERS = ("adamw", "adafactor")
 LR_SCHEDULES = ("linear", "constant", "exponential")
 EVAL_STRATEGIES = ("steps", "epoch")
+NEW_LAYER_PREFIXES = ("init", "copy", "gate")  # schedule.new_layer_prefix (fpt/growth.py:NEW_LAYER_PREFIX)
+KEEP_LAYER_CHOICES = ("spread", "bottom")      # schedule.keep_layers (fpt/growth.py:KEEP_LAYERS)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -31,6 +31,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .config import KEEP_LAYER_CHOICES, NEW_LAYER_PREFIXES
+
 log = logging.getLogger("fpt")
 # how a joining layer's deep prefix starts (schedule.new_layer_prefix)
 NEW_LAYER_PREFIX = {"init": "its own untrained init",
@@ -71,6 +73,7 @@ def bottom_layers(keep: int, total: int) -> list[int]:
 
 # schedule.keep_layers: which layers a stage of k layers keeps
 KEEP_LAYERS = {"spread": select_layers, "bottom": bottom_layers}
+assert tuple(KEEP_LAYERS) == KEEP_LAYER_CHOICES and tuple(NEW_LAYER_PREFIX) == NEW_LAYER_PREFIXES
 
 
 def _layer_count(value, total: int, where: str) -> int:

@@ -17,7 +17,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from .config import EVAL_STRATEGIES, LR_SCHEDULES, OPTIMIZERS
+from .config import EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS
 
 
 class ConfigError(ValueError):
@@ -104,6 +104,12 @@ def check_prompt(p, task) -> None:
     number_in("prompt.init_range", p.init_range, 0, math.inf, low_open=True, optional=True)
     positive_int("prompt.projection_hidden", p.projection_hidden)
     number_in("prompt.dropout", p.dropout, 0, 1)
+
+
+def check_schedule(s) -> None:
+    one_of("schedule.new_layer_prefix", s.new_layer_prefix, NEW_LAYER_PREFIXES)
+    one_of("schedule.keep_layers", s.keep_layers, KEEP_LAYER_CHOICES)
+    non_negative_int("schedule.stage_warmup_steps", s.stage_warmup_steps)
 
 
 MIN_MAX_LENGTH = 8  # room for a sentence pair's special tokens ([CLS] a [SEP] b [SEP], <s> a </s></s> b </s>) and text
@@ -285,6 +291,7 @@ def _check_all(cfg, run_dir) -> None:
     check_optim(cfg.optim)
     check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
+    check_schedule(cfg.schedule)
     check_model(cfg.model, cfg.task)
     check_device(cfg.trainer.device)
     if run_dir is not None:
