@@ -174,7 +174,7 @@ class ReleasedConfig:
 OPTIMIZERS = ("adamw", "adafactor")
 LR_SCHEDULES = ("linear", "constant", "exponential")
 EVAL_STRATEGIES = ("steps", "epoch")
-NEW_LAYER_PREFIXES = ("init", "copy", "gate")  # schedule.new_layer_prefix (fpt/growth.py:NEW_LAYER_PREFIX)
+NEW_LAYER_PREFIXES = ("init", "copy", "gate")  # schedule.new_layer_prefix (ScheduleConfig says what each does)
 KEEP_LAYER_CHOICES = ("spread", "bottom")      # schedule.keep_layers (fpt/growth.py:KEEP_LAYERS)
 
 

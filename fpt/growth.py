@@ -34,10 +34,6 @@ from torch import nn
 from .config import KEEP_LAYER_CHOICES, NEW_LAYER_PREFIXES
 
 log = logging.getLogger("fpt")
-# how a joining layer's deep prefix starts (schedule.new_layer_prefix)
-NEW_LAYER_PREFIX = {"init": "its own untrained init",
-                    "copy": "a copy of the nearest trained layer's prefix",
-                    "gate": "its own init behind a learnable gate at 0 (no effect), growing in as it trains"}
 
 
 # --------------------------------------------------------------------------- stages as data
@@ -73,7 +69,7 @@ def bottom_layers(keep: int, total: int) -> list[int]:
 
 # schedule.keep_layers: which layers a stage of k layers keeps
 KEEP_LAYERS = {"spread": select_layers, "bottom": bottom_layers}
-assert tuple(KEEP_LAYERS) == KEEP_LAYER_CHOICES and tuple(NEW_LAYER_PREFIX) == NEW_LAYER_PREFIXES
+assert tuple(KEEP_LAYERS) == KEEP_LAYER_CHOICES
 
 
 def _layer_count(value, total: int, where: str) -> int:
@@ -104,10 +100,9 @@ def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool 
     if reduce_decoder is None:
         reduce_decoder = bool(schedule.reduce_decoder)
     reduced = [s for s in stacks if s == "encoder" or reduce_decoder]
-    keep_layers = getattr(schedule, "keep_layers", "spread")
-    if keep_layers not in KEEP_LAYERS:
-        raise ValueError(f"schedule.keep_layers={keep_layers!r}: expected one of {', '.join(KEEP_LAYERS)}")
-    choose = KEEP_LAYERS[keep_layers]
+    if schedule.keep_layers not in KEEP_LAYERS:
+        raise ValueError(f"schedule.keep_layers={schedule.keep_layers!r}: expected one of {', '.join(KEEP_LAYERS)}")
+    choose = KEEP_LAYERS[schedule.keep_layers]
     stages, cum = [], 0.0
     for k, st in enumerate(schedule.stages):
         where = f"schedule.stages.{k}"
@@ -214,9 +209,9 @@ class Growth:
         if prompt_type == "none":
             raise ValueError(f"schedule={sched.name} grows a frozen model under a prompt; it cannot be combined "
                              f"with prompt=none (full fine-tuning)")
-        if sched.new_layer_prefix not in NEW_LAYER_PREFIX:
+        if sched.new_layer_prefix not in NEW_LAYER_PREFIXES:
             raise ValueError(f"schedule.new_layer_prefix={sched.new_layer_prefix!r}: expected one of "
-                             f"{', '.join(NEW_LAYER_PREFIX)}")
+                             f"{', '.join(NEW_LAYER_PREFIXES)}")
         if sched.stage_warmup_steps < 0:
             raise ValueError(f"schedule.stage_warmup_steps={sched.stage_warmup_steps}: must be >= 0")
         if sched.new_layer_prefix == "copy" and prompt_type == "deep" and prompt_projection:

@@ -182,12 +182,14 @@ def test_damaged_checkpoint_is_named_with_the_ways_to_recover(tmp_path, monkeypa
     assert_same_run(full, folder)
 
 
-def test_a_key_added_later_at_its_old_value_keeps_older_runs_identity(tmp_path):
-    """trainer.group_by_length=false is what runs made before the key existed did: their identity (without the key)
-    equals a new run's with it false; true is another run."""
+@pytest.mark.parametrize("key, old, new", [("trainer.group_by_length", "false", True),
+                                           ("schedule.keep_layers", "spread", "bottom")])
+def test_a_key_added_later_at_its_old_value_keeps_older_runs_identity(tmp_path, key, old, new):
+    """The old value is what runs made before the key existed did: their identity (without the key) equals a new
+    run's with the old value; the new value is another run."""
     from fpt.identity import fingerprint, run_identity
-    off = run_identity(cfg_of("trainer.group_by_length=false", root=tmp_path))
-    on = run_identity(cfg_of("trainer.group_by_length=true", root=tmp_path))
-    assert "trainer.group_by_length" not in off and on["trainer.group_by_length"] is True
-    assert {k: v for k, v in on.items() if k != "trainer.group_by_length"} == off
-    assert fingerprint(off) != fingerprint(on)
+    before = run_identity(cfg_of(f"{key}={old}", root=tmp_path))
+    after = run_identity(cfg_of(f"{key}={new}", root=tmp_path))
+    assert key not in before and after[key] == new
+    assert {k: v for k, v in after.items() if k != key} == before
+    assert fingerprint(before) != fingerprint(after)
