@@ -10,8 +10,11 @@ not percentages (the official SQuAD scripts print 0..100; multiply by 100 to com
 Counts (e.g. HasAns_total) are plain numbers of examples.
 
 Classification predictions are class indices; a generated (T5) answer that is no verbalizer is UNREADABLE
-(-1). It is a wrong answer, never a class of its own: it misses its reference's class and hits none
-(`f1_macro` averages over the task's label set only), and `unreadable_share` reports how many there were.
+(-1). It is a wrong answer, never a class of its own: every metric scores it as the wrong class `as_wrong`
+picks (the class after its reference's in the task's label order, cyclically; for two classes the other one),
+so it never scores better than that wrong answer. Regression (STS-B): an answer that is no number is None and
+counts as the end of the references' range farther from its reference (`pearson_spearman`). The share of
+unreadable answers is reported next to the metrics (fpt/task_kinds/base.py).
 scikit-learn and scipy are imported by the metrics that use them, so importing this module is cheap.
 """
 
@@ -42,6 +45,29 @@ def _check_lengths(predictions, references):
 def _mean(values):
     return float(sum(values) / len(values))
 
+def as_wrong(predictions, references, labels):
+    """`predictions` with each UNREADABLE one replaced by a wrong class of `labels` (the task's classes, in order):
+    the class after its reference's, cyclically (for two classes, the other one).
+
+    One rule for every metric, deterministic, and a real wrong answer of the task: an unreadable answer scores
+    exactly as that wrong answer (not as a class of its own, which MCC would reward, nor as a mere miss).
+    """
+    labels = list(labels)
+    if UNREADABLE in labels:
+        raise ValueError(f"labels {labels} include the unreadable marker {UNREADABLE}")
+    out = list(predictions)
+    for i, (prediction, reference) in enumerate(zip(predictions, references)):
+        if prediction == UNREADABLE:
+            if len(labels) < 2 or reference not in labels:
+                raise ValueError(f"cannot score the unreadable answer to reference {reference!r} as a wrong class of "
+                                 f"labels {labels}: give the task's classes (labels=..., at least two)")
+            out[i] = labels[(labels.index(reference) + 1) % len(labels)]
+    return out
+
+def _classes(predictions, references):
+    """The classes seen in either list, except UNREADABLE."""
+    return sorted((set(references) | set(predictions)) - {UNREADABLE})
+
 # -----------------------------------------------------------------------------
 # classification (GLUE / SuperGLUE)
 
@@ -51,28 +77,31 @@ def accuracy(predictions, references):
     return {"accuracy": _mean([p == r for p, r in zip(predictions, references)])}
 
 def _positive(labels):
-    """1 where a label is the positive class 1, else 0 (an unparsable text-to-text prediction, -1, is negative)."""
+    """1 where a label is the positive class 1, else 0."""
     return [int(x == 1) for x in labels]
 
+def _binary_f1(predictions, references):
+    """F1 of the positive class 1; an UNREADABLE prediction is the other class of 0/1 than its reference."""
+    predictions = as_wrong(predictions, references, (0, 1))
+    return float(sk_f1_score(_positive(references), _positive(predictions), pos_label=1, average="binary",
+                             zero_division=0))
+
 def f1(predictions, references):
-    """Binary F1 with positive label 1 (labels are ints 0/1; any other prediction counts as negative)."""
+    """Binary F1 with positive label 1 (labels are ints 0/1; an UNREADABLE prediction is the wrong one of them)."""
     _check_lengths(predictions, references)
-    return {"f1": float(sk_f1_score(_positive(references), _positive(predictions), pos_label=1, average="binary",
-                                    zero_division=0))}
+    return {"f1": _binary_f1(predictions, references)}
 
 def f1_macro(predictions, references, labels=None):
     """Unweighted mean of per-class F1 (CB) over `labels`, the task's class indices.
 
-    labels=None: the classes seen in either list, except UNREADABLE. An UNREADABLE prediction is a miss for
-    its reference's class (a false negative) and no class's false positive. A class of `labels` that is in
-    neither list has no F1 and is left out of the mean (rather than counted as 0).
+    labels=None: the classes seen in either list, except UNREADABLE. An UNREADABLE prediction is the wrong
+    class `as_wrong` picks: a miss for its reference's class and a false positive of that class. A class of
+    `labels` that is in neither list (after that) has no F1 and is left out of the mean rather than counted as
+    0, as sklearn's zero_division=nan and SuperGLUE's CB scoring (macro F1 over the classes present).
     """
     _check_lengths(predictions, references)
-    if labels is None:
-        labels = sorted((set(references) | set(predictions)) - {UNREADABLE})
-    labels = list(labels)
-    if UNREADABLE in labels:
-        raise ValueError(f"f1_macro: labels {labels} include the unreadable marker {UNREADABLE}")
+    labels = list(_classes(predictions, references) if labels is None else labels)
+    predictions = as_wrong(predictions, references, labels)
     seen = set(references) | set(predictions)
     present = [c for c in labels if c in seen]
     if not present:
@@ -80,22 +109,28 @@ def f1_macro(predictions, references, labels=None):
     return {"f1_macro": float(sk_f1_score(references, predictions, labels=present, average="macro",
                                           zero_division=0))}
 
-def unreadable_share(predictions, references):
-    """Share of predictions that are UNREADABLE (generated text matching no verbalizer), in 0..1."""
-    _check_lengths(predictions, references)
-    return {"unreadable": _mean([isinstance(p, int) and p == UNREADABLE for p in predictions])}
+def matthews(predictions, references, labels=None):
+    """Matthews correlation, as GLUE CoLA (sklearn matthews_corrcoef), in -1..1.
 
-def matthews(predictions, references):
-    """Matthews correlation, as GLUE CoLA (sklearn matthews_corrcoef), in -1..1."""
+    labels: the task's class indices (None: the classes seen, except UNREADABLE). An UNREADABLE prediction
+    counts as the wrong class `as_wrong` picks (CoLA: the other class), never as a third class.
+    """
     from sklearn.metrics import matthews_corrcoef
     _check_lengths(predictions, references)
-    return {"matthews": float(matthews_corrcoef(references, predictions))}
+    labels = _classes(predictions, references) if labels is None else labels
+    return {"matthews": float(matthews_corrcoef(references, as_wrong(predictions, references, labels)))}
 
 def pearson_spearman(predictions, references):
-    """Pearson and Spearman correlation of float scores (STS-B); `corr` is their mean."""
+    """Pearson and Spearman correlation of float scores (STS-B); `corr` is their mean.
+
+    A None prediction (a T5 answer that is no number) counts as the end of the references' range (their
+    lowest or highest score) farther from its reference: a wrong answer, never one that happens to be right.
+    """
     import numpy as np
     from scipy.stats import pearsonr, spearmanr
     _check_lengths(predictions, references)
+    low, high = min(references), max(references)
+    predictions = [(low if r - low >= high - r else high) if p is None else p for p, r in zip(predictions, references)]
     pred = np.asarray(predictions, dtype=float)
     ref = np.asarray(references, dtype=float)
     pearson = float(pearsonr(pred, ref)[0])
@@ -135,16 +170,8 @@ def squad_exact(prediction, gold):
     """1.0 if the normalized strings are equal, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
-def squad_f1(prediction, gold):
-    """
-    Token-overlap F1 between two answers, as the official SQuAD v2.0 script.
-    If either side has no tokens (no answer), F1 is 1 when both are empty, else 0.
-    (The v1.1 script returns 0 when both are empty; golds there are never empty.)
-    """
-    pred_tokens = answer_tokens(prediction)
-    gold_tokens = answer_tokens(gold)
-    if len(pred_tokens) == 0 or len(gold_tokens) == 0:
-        return float(pred_tokens == gold_tokens)
+def _token_f1(pred_tokens, gold_tokens):
+    """F1 of the shared tokens; 0 when none is shared."""
     num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if num_same == 0:
         return 0.0
@@ -152,17 +179,36 @@ def squad_f1(prediction, gold):
     recall = num_same / len(gold_tokens)
     return 2 * precision * recall / (precision + recall)
 
+def squad_f1(prediction, gold):
+    """
+    Token-overlap F1 between two answers, as the official SQuAD v2.0 script.
+    If either side has no tokens (no answer), F1 is 1 when both are empty, else 0.
+    """
+    pred_tokens = answer_tokens(prediction)
+    gold_tokens = answer_tokens(gold)
+    if len(pred_tokens) == 0 or len(gold_tokens) == 0:
+        return float(pred_tokens == gold_tokens)
+    return _token_f1(pred_tokens, gold_tokens)
+
+def squad_v1_f1(prediction, gold):
+    """
+    Token-overlap F1 as the official SQuAD v1.1 (and ReCoRD) script: 0 whenever no token is shared, also when
+    both sides normalize to nothing (a gold "." against an empty prediction: F1 0, while exact match is 1).
+    """
+    return _token_f1(normalize_answer(prediction).split(), normalize_answer(gold).split())
+
 def _max_over_golds(score_fn, prediction, golds):
     return max(score_fn(prediction, gold) for gold in golds)
 
 def squad(predictions, references):
     """
     SQuAD v1.1. predictions: answer strings; references: lists of gold answer strings.
-    Each example scores the max over its golds. Returns exact_match and f1.
+    Each example scores the max over its golds, as the official v1.1 script (`squad_v1_f1`).
+    Returns exact_match and f1.
     """
     _check_lengths(predictions, references)
     exact = [_max_over_golds(squad_exact, p, golds) for p, golds in zip(predictions, references)]
-    f1s = [_max_over_golds(squad_f1, p, golds) for p, golds in zip(predictions, references)]
+    f1s = [_max_over_golds(squad_v1_f1, p, golds) for p, golds in zip(predictions, references)]
     return {"exact_match": _mean(exact), "f1": _mean(f1s)}
 
 def record(predictions, references):
@@ -242,7 +288,7 @@ def squad_v2_best_thresh(preds, na_probs, references, no_answer_text="no answer"
 
 def multirc(predictions, references):
     """
-    MultiRC. predictions: one int label (0/1) per answer option.
+    MultiRC. predictions: one int label (0/1, or UNREADABLE: the wrong one) per answer option.
     references: one dict {"question_id": hashable, "label": int} per answer option,
     question_id unique over the whole set (e.g. a (paragraph, question) tuple).
     f1a: binary F1 over all answer options; em: fraction of questions with every option right.
@@ -252,8 +298,7 @@ def multirc(predictions, references):
     question_correct = defaultdict(lambda: True)
     for prediction, ref in zip(predictions, references):
         question_correct[ref["question_id"]] &= (prediction == ref["label"])
-    f1a = float(sk_f1_score(_positive(labels), _positive(predictions), pos_label=1, average="binary",
-                            zero_division=0))
+    f1a = _binary_f1(predictions, labels)
     em = _mean(list(question_correct.values()))
     return {"f1a": f1a, "em": em, "mean": (f1a + em) / 2}
 

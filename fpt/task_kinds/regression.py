@@ -1,9 +1,12 @@
 """Regression (GLUE STS-B): classification's inputs with a score for a label.
 
 BERT: pooled [CLS] -> one score, mean squared error. T5: the template -> the score rounded to 0.2 as text
-("3.8"); a generated answer that is no number counts as 0.0 (and as "unreadable").
+("3.8"); a generated answer that is no number is None: "unreadable", and scored as a wrong score (the end of
+the references' range farther from the reference, fpt/metrics.py pearson_spearman).
 """
 from __future__ import annotations
+
+import math
 
 from ..tasks import TaskDataError, column
 from .base import Kind
@@ -11,10 +14,12 @@ from .classification import Classification
 
 
 def _number(text: str) -> float | None:
+    """The finite number a generated answer spells, else None ("nan" and "inf" are no scores)."""
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 class Regression(Classification):
@@ -50,8 +55,7 @@ class Regression(Classification):
         return f"{round(float(label) * 5) / 5:.1f}"  # T5 practice: STS-B scores rounded to 0.2
 
     def from_text(self, task, generated):
-        number = _number(generated.strip())
-        return 0.0 if number is None else number
+        return _number(generated.strip())
 
     def label_name(self, task, value):
         return value  # a score is its own name

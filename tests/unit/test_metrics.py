@@ -2,9 +2,11 @@
 
 import math
 
+import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics.sequence_labeling import get_entities
+from sklearn.metrics import f1_score, matthews_corrcoef
 
 from fpt.metrics import (
     METRICS,
@@ -13,6 +15,8 @@ from fpt.metrics import (
     normalize_answer,
     pearson_spearman,
     seqeval_f1,
+    UNREADABLE,
+    as_wrong,
     squad_exact,
     squad_f1,
     squad_v2_best_thresh,
@@ -104,6 +108,16 @@ def test_squad_f1_no_answer_rule():
     assert squad_f1("", "Paris") == 0.0
     assert squad_f1("Paris", "") == 0.0
     assert squad_f1("the", "") == 1.0  # "the" normalizes to no tokens
+
+def test_squad_v1_gold_that_normalizes_to_nothing_as_official_script():
+    # SQuAD 1.1 has golds "." : the official v1.1 script gives F1 0 when no token is shared, also when both
+    # sides normalize to nothing, while its exact match compares the normalized strings ("" == "": 1)
+    assert METRICS["squad"]([""], [["."]]) == {"exact_match": 1.0, "f1": 0.0}
+    assert METRICS["squad"](["the"], [["."]]) == {"exact_match": 1.0, "f1": 0.0}
+    assert METRICS["squad"](["."], [[".", "a dot"]]) == {"exact_match": 1.0, "f1": 0.0}
+    assert METRICS["record"]([""], [["."]]) == {"exact_match": 1.0, "f1": 0.0}  # ReCoRD's script: v1.1's F1
+    # SQuAD 2.0's script differs: an empty answer to a question without (readable) gold scores 1
+    assert METRICS["squad_v2"]([""], [["."]])["f1"] == 1.0
 
 def test_squad_v1_max_over_golds():
     # ex1: exact hit. ex2: vs "black cat sat" F1 4/7; vs "a mat" P=1/4 R=1 F1=0.4 -> max 4/7
@@ -216,17 +230,21 @@ def test_rouge_stemming_and_averaging():
 # -----------------------------------------------------------------------------
 # unreadable text-to-text answers (-1): wrong answers, never a class
 
-def test_macro_f1_unreadable_answer_is_a_miss_not_a_class():
-    # class 0: F1 1; class 1: F1 1; class 2: TP1 FN1 -> 2/3; mean 0.889 (sklearn with labels=None: 0.667)
+def test_macro_f1_unreadable_answer_is_a_wrong_class():
+    # the -1 on gold 2 counts as class 0 (the next, cyclically): class 0: TP2 FP1 -> 0.8; class 1: 1;
+    # class 2: TP1 FN1 -> 2/3; mean 37/45 (as a miss only it would be 8/9, better than any wrong answer)
     preds, refs = [0, 1, 2, 0, 1, -1], [0, 1, 2, 0, 1, 2]
-    assert METRICS["f1_macro"](preds, refs, labels=range(3)) == {"f1_macro": approx(8 / 9)}
-    assert METRICS["f1_macro"](preds, refs) == {"f1_macro": approx(8 / 9)}  # labels=None leaves -1 out too
+    assert METRICS["f1_macro"](preds, refs, labels=range(3)) == {"f1_macro": approx(37 / 45)}
+    assert METRICS["f1_macro"](preds, refs) == {"f1_macro": approx(37 / 45)}  # labels=None: classes seen but -1
     out = compute_metrics(["accuracy_macro_f1"], preds, refs, labels=range(3))
-    assert out == approx({"accuracy": 5 / 6, "f1_macro": 8 / 9, "mean": (5 / 6 + 8 / 9) / 2})
+    assert out == approx({"accuracy": 5 / 6, "f1_macro": 37 / 45, "mean": (5 / 6 + 37 / 45) / 2})
 
 def test_macro_f1_over_the_label_set():
-    # class 3 is in neither list: no F1, left out of the mean (not counted as 0)
-    assert METRICS["f1_macro"]([0, 1, 1], [0, 1, 0], labels=range(4)) == {"f1_macro": approx((2 / 3 + 2 / 3) / 2)}
+    # class 3 is in neither list: no F1, left out of the mean (not counted as 0), as sklearn's zero_division=nan
+    preds, refs = [0, 1, 1], [0, 1, 0]
+    assert METRICS["f1_macro"](preds, refs, labels=range(4)) == {"f1_macro": approx((2 / 3 + 2 / 3) / 2)}
+    assert METRICS["f1_macro"](preds, refs, labels=range(4))["f1_macro"] == approx(
+        f1_score(refs, preds, labels=range(4), average="macro", zero_division=np.nan))
     # class 2 is only predicted: F1 0 counts
     assert METRICS["f1_macro"]([0, 1, 2], [0, 1, 1], labels=range(3)) == {"f1_macro": approx((1 + 2 / 3 + 0) / 3)}
     with pytest.raises(ValueError, match="unreadable"):
@@ -234,7 +252,65 @@ def test_macro_f1_over_the_label_set():
 
 def test_options_go_only_to_metrics_that_take_them():
     out = compute_metrics(["accuracy", "f1_macro"], [0, -1], [0, 1], labels=range(2))
-    assert out == approx({"accuracy": 0.5, "f1_macro": 0.5})  # class 0: 1, class 1: 0
+    assert out == approx({"accuracy": 0.5, "f1_macro": 1 / 3})  # the -1 is class 0: class 0 F1 2/3, class 1: 0
+
+def _simulated_cola(share, seed=0, n=1043):
+    """CoLA-like dev labels (69% acceptable), a model right 82% of the time, `share` of its answers unreadable."""
+    rng = np.random.default_rng(seed)
+    refs = (rng.random(n) < 0.69).astype(int)
+    preds = np.where(rng.random(n) < 0.82, refs, 1 - refs)
+    preds[rng.random(n) < share] = UNREADABLE
+    return preds.tolist(), refs.tolist()
+
+@pytest.mark.parametrize("share", [0.1, 0.3])
+def test_matthews_counts_unreadable_as_wrong_simulated_cola(share):
+    preds, refs = _simulated_cola(share)
+    as_other_class = [1 - r if p == UNREADABLE else p for p, r in zip(preds, refs)]  # the wrong answer, by hand
+    expected = matthews_corrcoef(refs, as_other_class)
+    third_class = matthews_corrcoef(refs, preds)  # -1 as a class of its own: the issue's inflated number
+    assert third_class > expected + 0.05
+    assert METRICS["matthews"](preds, refs) == {"matthews": approx(expected)}
+    assert compute_metrics(["matthews"], preds, refs, labels=range(2)) == {"matthews": approx(expected)}
+
+def test_matthews_multiclass_unreadable_is_the_next_class():
+    preds, refs = [0, 1, 2, -1, -1, 1, 2], [0, 1, 2, 2, 0, 0, 1]
+    expected = matthews_corrcoef(refs, [0, 1, 2, 0, 1, 1, 2])
+    assert METRICS["matthews"](preds, refs, labels=range(3)) == {"matthews": approx(expected)}
+
+def test_f1_unreadable_on_a_negative_gold_is_a_false_positive():
+    # gold 0 answered unreadably: a wrong answer there is 1, a false positive (as negative it would be a free TN)
+    assert METRICS["f1"]([1, -1], [1, 0]) == {"f1": approx(2 / 3)}
+    assert METRICS["f1"]([1, -1], [1, 1]) == {"f1": approx(2 / 3)}  # on a positive gold: a false negative
+    refs = [{"question_id": "q", "label": 0}, {"question_id": "q", "label": 1}]
+    assert METRICS["multirc"]([-1, 1], refs) == approx({"f1a": 2 / 3, "em": 0.0, "mean": 1 / 3})
+
+CLASS_METRICS = ["accuracy", "f1", "matthews", "accuracy_f1", "f1_macro", "accuracy_macro_f1"]
+
+@pytest.mark.parametrize("name", CLASS_METRICS)
+def test_every_class_metric_scores_unreadable_as_that_wrong_answer(name):
+    preds, refs = _simulated_cola(0.2, seed=1, n=200)
+    wrong = [1 - r if p == UNREADABLE else p for p, r in zip(preds, refs)]
+    right = [r if p == UNREADABLE else p for p, r in zip(preds, refs)]
+    out = compute_metrics([name], preds, refs, labels=range(2))
+    assert out == approx(compute_metrics([name], wrong, refs, labels=range(2)))
+    assert all(out[k] < v for k, v in compute_metrics([name], right, refs, labels=range(2)).items())
+
+def test_as_wrong_needs_the_reference_among_two_or_more_classes():
+    assert as_wrong([-1, -1, 1], [0, 2, 1], range(3)) == [1, 0, 1]
+    with pytest.raises(ValueError, match="labels"):
+        as_wrong([-1], [1], [1])
+    with pytest.raises(ValueError, match="labels"):
+        METRICS["matthews"]([-1, -1], [1, 1])  # only class 1 seen: which class is wrong is unknown
+
+def test_pearson_spearman_unreadable_score_is_the_far_end_of_the_range():
+    # gold 0.0 answered with no number: it counts as 5.0 (the far end), never as a lucky right 0.0
+    refs = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    out = pearson_spearman([None, 1.0, 2.0, 3.0, 4.0, 5.0], refs)
+    as_far_end = [5.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert out["pearson"] == approx(pearsonr(as_far_end, refs)[0]) and out["pearson"] < 0.9
+    assert out["spearman"] == approx(spearmanr(as_far_end, refs)[0])
+    assert pearson_spearman([1.0, None, 2.0], [1.0, 4.0, 2.0]) == approx(pearson_spearman([1.0, 1.0, 2.0],
+                                                                                         [1.0, 4.0, 2.0]))
 
 def test_t5_classification_scores_cb_with_unreadable_share():
     from helpers import compose
@@ -246,7 +322,7 @@ def test_t5_classification_scores_cb_with_unreadable_share():
     outputs = ["entailment", "contradiction", "neutral", "Entailment ", "contradiction", "maybe"]
     refs = [0, 1, 2, 0, 1, 2]
     out = kind.score(task, Features([{}] * 6, meta=refs), outputs, seq2seq=True)
-    assert out == approx({"accuracy": 5 / 6, "f1_macro": 8 / 9, "mean": (5 / 6 + 8 / 9) / 2, "unreadable": 1 / 6})
+    assert out == approx({"accuracy": 5 / 6, "f1_macro": 37 / 45, "mean": (5 / 6 + 37 / 45) / 2, "unreadable": 1 / 6})
     bert = kind.score(task, Features([{}] * 6, meta=refs), [0, 1, 2, 0, 1, 1], seq2seq=False)
     assert "unreadable" not in bert and bert["accuracy"] == approx(5 / 6)
 
@@ -259,3 +335,8 @@ def test_t5_regression_reports_unreadable_numbers():
     out = get_kind(task).score(task, Features([{}] * 4, meta=[1.0, 2.0, 3.0, 4.0]), ["1.0", "2.2", "x", "3.8"],
                                seq2seq=True)
     assert out["unreadable"] == 0.25
+    # no number, "nan" and "inf" are all unreadable; on gold 0.0 they count as 5.0, never as a right 0.0
+    refs, answers = [0.0, 0.0, 0.0, 1.0, 2.0, 5.0], ["zero", "nan", "inf", "1.0", "2.0", "5.0"]
+    out = get_kind(task).score(task, Features([{}] * 6, meta=refs), answers, seq2seq=True)
+    assert out["unreadable"] == 0.5
+    assert out["pearson"] == approx(pearsonr([5.0, 5.0, 5.0, 1.0, 2.0, 5.0], refs)[0])
