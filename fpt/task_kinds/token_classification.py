@@ -1,10 +1,12 @@
 """Token classification: NER (CoNLL-2003, CoNLL04, OntoNotes) and SRL (CoNLL-2005, CoNLL-2012).
 
 BERT: each word's tag is predicted at its first sub-word; the loss ignores the other sub-words and special
-tokens. SRL rows name their predicate (task.predicate_field): the predicate word is appended as a
-second segment, after [SEP], as P-tuning v2 does. Tags are read as IOB2 (task.tag_scheme=IOB1 files,
-such as CoNLL-2003's originals, are converted when read) and scored with seqeval's entity F1; words cut
-by truncation count as "O" predictions, so the score is over whole sentences.
+tokens. A word the tokenizer turns into no token at all (a soft hyphen, a zero-width space) is given to the
+model as the tokenizer's unknown token, so every word keeps its own position and tag. SRL rows name their
+predicate (task.predicate_field): the predicate word is appended as a second segment, after [SEP], as
+P-tuning v2 does. Tags are read as IOB2 (task.tag_scheme=IOB1 files, such as CoNLL-2003's originals, are
+converted when read) and scored with seqeval's entity F1; words cut by truncation count as "O" predictions,
+so the score is over whole sentences.
 T5: the template (with "{sentence}" = the words joined, "{predicate}" = the SRL predicate word) -> the
 spans as "words: TYPE; words: TYPE" ("none" if there are none); generated spans are matched back to the
 sentence's words, in order, to give tags for the same seqeval score.
@@ -39,6 +41,16 @@ def pretokenized(tokenizer):
         if key not in _PRETOKENIZED:
             _PRETOKENIZED[key] = AutoTokenizer.from_pretrained(key, add_prefix_space=True)
         return _PRETOKENIZED[key]
+
+
+def visible_words(tokenizer, sentences: list[list[str]]) -> list[list[str]]:
+    """The sentences with every word that tokenizes to nothing (U+00AD, U+200B, ...) replaced by the unknown token."""
+    enc = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+    out = []
+    for i, words in enumerate(sentences):
+        seen = set(enc.word_ids(i))
+        out.append([w if j in seen else tokenizer.unk_token or w for j, w in enumerate(words)])
+    return out
 
 
 def spans(tags: list[str]) -> list[tuple[int, int, str]]:
@@ -121,7 +133,8 @@ class TokenClassification(Kind):
         tokenizer = pretokenized(tokenizer)
         index = {t: i for i, t in enumerate(tag_labels(task))}
         words, tags = zip(*[self.words_and_tags(task, r) for r in rows]) if rows else ((), ())
-        args = [list(words)]
+        words = visible_words(tokenizer, list(words))
+        args = [words]
         if task.predicate_field:  # SRL: "<sentence> [SEP] <predicate>"
             args.append([[w[int(column(task, r, task.predicate_field, "predicate_field"))]]
                          for w, r in zip(words, rows)])
@@ -130,11 +143,15 @@ class TokenClassification(Kind):
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         items = []
         for i, row_tags in enumerate(tags):
-            tag_ids, previous = [-100] * len(enc["input_ids"][i]), None
+            tag_ids, kept = [-100] * len(enc["input_ids"][i]), []
             for pos, (word, segment) in enumerate(zip(enc.word_ids(i), enc.sequence_ids(i))):
-                if word is not None and segment == 0 and word != previous:
+                if word is not None and segment == 0 and (not kept or word != kept[-1]):
                     tag_ids[pos] = index[row_tags[word]]
-                    previous = word
+                    kept.append(word)
+            if kept != list(range(len(kept))):  # predictions are read back in word order: a gap would shift tags
+                missing = sorted(set(range(len(kept))) - set(kept))[0]
+                raise TaskDataError(f"task {task.name}: {rows[i]['_source']}: word {missing} {words[i][missing]!r} "
+                                    f"has no token of its own after tokenization")
             items.append({**{k: enc[k][i] for k in keys}, "tag_ids": tag_ids})
         return Features(items, meta=list(tags))
 

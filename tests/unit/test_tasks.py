@@ -179,6 +179,48 @@ def test_token_features_label_first_subword_and_srl_predicate_segment(tmp_path, 
     assert torch.allclose(head.loss(logits, batch), expected)
 
 
+# words that tokenize to nothing: soft hyphen, zero-width space / joiner, BOM, word joiner; one inside an entity,
+# one first, one last (IOB1 as CoNLL-2003's eng.train)
+EMPTY_WORDS_CONLL = ("\ufeff NN I-NP O\nEU NNP I-NP I-ORG\n\u00ad NN I-NP O\nrejects VBZ I-VP O\nEuro NNP I-NP I-ORG\n"
+                     "\u200b NN I-NP I-ORG\nDisney NNP I-NP I-ORG\nand CC O O\nPeter NNP I-NP I-PER\n"
+                     "\u200d NN I-NP O\nSmith NNP I-NP I-PER\n\u2060 NN I-NP O\n\n"
+                     "German JJ I-NP I-MISC\n\u00ad NN I-NP O\ncall NN I-NP O\n")
+
+
+@pytest.fixture(scope="module")
+def spm_tok(tmp_path_factory):
+    """A SentencePiece T5 tokenizer trained here (no SentencePiece model offline); it drops zero-width chars."""
+    import io
+    import sentencepiece
+    from transformers import T5Tokenizer
+    text = ["EU rejects German call to boycott British lamb .", "Peter Blackburn and Euro Disney",
+            "The European Commission said on Thursday it disagreed with German advice"] * 20
+    model, folder = io.BytesIO(), tmp_path_factory.mktemp("spm")
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, vocab_size=40,
+                                             pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    return T5Tokenizer.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("tokenizer", ["tok", "spm_tok"])
+def test_token_oracle_scores_one_with_words_that_tokenize_to_nothing(tmp_path, tokenizer, request):
+    tokenizer = request.getfixturevalue(tokenizer)
+    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
+    task = task_cfg("conll03", tmp_path)
+    rows, kind = read_rows(task, "eval"), get_kind(task)
+    words = [kind.words_and_tags(task, r)[0] for r in rows]
+    lone = tokenizer([w for s in words for w in s], add_special_tokens=False)["input_ids"]
+    assert sum(not ids for ids in lone) >= 2  # the case at hand: words with no token of their own
+    feats = kind.encode(task, rows, tokenizer, seq2seq=False)
+    # an oracle model: the gold tag at every position the head is read at (predict_bert's argmax there)
+    outputs = [[t for t in f["tag_ids"] if t != -100] for f in feats]
+    assert [len(o) for o in outputs] == [len(w) for w in words]  # one position per word, empty ones included
+    assert kind.score(task, feats, outputs, seq2seq=False) == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                              "accuracy": 1.0}
+    predictions, golds, _ = kind.bert_records(task, rows, feats, outputs, [None] * len(rows))
+    assert predictions == golds and golds[0][4:7] == ["B-ORG", "I-ORG", "I-ORG"]  # Euro <ZWSP> Disney
+
+
 def _squad_task(tmp_path, *overrides):
     context = "The cat sat on the mat. " * 6 + "Alice was born in Paris in 1990."
     data = {"data": [{"title": "T", "paragraphs": [{"context": context, "qas": [
