@@ -13,6 +13,8 @@ sentence's words, in order, to give tags for the same seqeval score.
 """
 from __future__ import annotations
 
+import unicodedata
+
 from ..metrics import compute_metrics, iob1_to_iob2
 from ..batching import Features
 from ..tasks import TaskDataError, column, text
@@ -65,11 +67,13 @@ def spans(tags: list[str]) -> list[tuple[int, int, str]]:
 
 
 def _squeeze(value: str) -> str:
-    return "".join(value.split()).lower()
+    """The text without spaces and the invisible characters a tokenizer drops (soft hyphen, zero-width, controls)."""
+    return "".join(c for c in value if not c.isspace() and unicodedata.category(c) not in ("Cf", "Cc")).lower()
 
 
 def tags_from_text(generated: str, words: list[str], types: list[str]) -> list[str]:
-    """Generated "words: TYPE; ..." -> IOB2 tags: each span is matched to the next words that spell it."""
+    """Generated "words: TYPE; ..." -> IOB2 tags: each span is matched to the next words that spell it
+    (invisible words, such as a soft hyphen the tokenizer dropped, spell nothing and start no span)."""
     tags, cursor, known = ["O"] * len(words), 0, {t.lower(): t for t in types}
     for part in generated.split(";"):
         phrase, _, kind = part.rpartition(":")
@@ -77,6 +81,8 @@ def tags_from_text(generated: str, words: list[str], types: list[str]) -> list[s
         if kind is None or not target:
             continue
         for start in range(cursor, len(words)):
+            if not _squeeze(words[start]):  # an invisible word starts no span (it may sit inside one)
+                continue
             spelled, end = "", start
             while end < len(words) and len(spelled) < len(target):
                 spelled += _squeeze(words[end])

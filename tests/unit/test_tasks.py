@@ -194,10 +194,12 @@ def spm_tok(tmp_path_factory):
     import sentencepiece
     from transformers import T5Tokenizer
     text = ["EU rejects German call to boycott British lamb .", "Peter Blackburn and Euro Disney",
-            "The European Commission said on Thursday it disagreed with German advice"] * 20
+            "The European Commission said on Thursday it disagreed with German advice",
+            "ner sentence: Euro Disney: ORG; Peter Smith: PER; German: MISC; Brussels: LOC; none"] * 20
     model, folder = io.BytesIO(), tmp_path_factory.mktemp("spm")
-    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, vocab_size=40,
-                                             pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=model, vocab_size=80,
+                                             hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                             minloglevel=2)
     (folder / "spiece.model").write_bytes(model.getvalue())
     return T5Tokenizer.from_pretrained(folder)
 
@@ -219,6 +221,29 @@ def test_token_oracle_scores_one_with_words_that_tokenize_to_nothing(tmp_path, t
                                                               "accuracy": 1.0}
     predictions, golds, _ = kind.bert_records(task, rows, feats, outputs, [None] * len(rows))
     assert predictions == golds and golds[0][4:7] == ["B-ORG", "I-ORG", "I-ORG"]  # Euro <ZWSP> Disney
+
+
+@pytest.mark.parametrize("tokenizer", ["tok", "spm_tok"])
+def test_t5_tagging_oracle_with_words_that_tokenize_to_nothing(tmp_path, tokenizer, request):
+    # a T5 model generating exactly the target ids: the decoded text has lost the invisible words
+    tokenizer = request.getfixturevalue(tokenizer)
+    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
+    task = task_cfg("conll03", tmp_path)
+    rows, kind = read_rows(task, "eval"), get_kind(task)
+    feats = kind.encode(task, rows, tokenizer, seq2seq=True)
+    outputs = tokenizer.batch_decode([f["labels"] for f in feats], skip_special_tokens=True)
+    assert "\u200b" not in outputs[0] and "disney" in outputs[0].lower()
+    assert kind.score(task, feats, outputs, seq2seq=True) == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                             "accuracy": 1.0}
+
+
+def test_token_word_without_a_position_is_an_error_not_a_shift(tmp_path, tok, monkeypatch):
+    import fpt.task_kinds.token_classification as token_classification
+    monkeypatch.setattr(token_classification, "visible_words", lambda tokenizer, sentences: sentences)
+    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
+    task = task_cfg("conll03", tmp_path)
+    with pytest.raises(TaskDataError, match=r"eng.testa:1: word 0 '\\ufeff' has no token of its own"):
+        get_kind(task).encode(task, read_rows(task, "eval"), tok, seq2seq=False)
 
 
 def _squad_task(tmp_path, *overrides):
