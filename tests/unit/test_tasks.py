@@ -1,9 +1,12 @@
 """Task kinds without training: official-format readers, checks with clear errors, features, heads, scoring."""
+import io
 import json
 
 import pytest
+import sentencepiece
 import torch
 from helpers import compose
+from transformers import T5Tokenizer
 
 from fpt.evaluation import check_metric
 from fpt.models import load_tokenizer
@@ -190,9 +193,6 @@ EMPTY_WORDS_CONLL = ("\ufeff NN I-NP O\nEU NNP I-NP I-ORG\n\u00ad NN I-NP O\nrej
 @pytest.fixture(scope="module")
 def spm_tok(tmp_path_factory):
     """A SentencePiece T5 tokenizer trained here (no SentencePiece model offline); it drops zero-width chars."""
-    import io
-    import sentencepiece
-    from transformers import T5Tokenizer
     text = ["EU rejects German call to boycott British lamb .", "Peter Blackburn and Euro Disney",
             "The European Commission said on Thursday it disagreed with German advice",
             "ner sentence: Euro Disney: ORG; Peter Smith: PER; German: MISC; Brussels: LOC; none"] * 20
@@ -204,12 +204,19 @@ def spm_tok(tmp_path_factory):
     return T5Tokenizer.from_pretrained(folder)
 
 
+def _empty_words_task(tmp_path):
+    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
+    task = task_cfg("conll03", tmp_path)
+    return task, read_rows(task, "eval"), get_kind(task)
+
+
+PERFECT_TAGS = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "accuracy": 1.0}
+
+
 @pytest.mark.parametrize("tokenizer", ["tok", "spm_tok"])
 def test_token_oracle_scores_one_with_words_that_tokenize_to_nothing(tmp_path, tokenizer, request):
     tokenizer = request.getfixturevalue(tokenizer)
-    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
-    task = task_cfg("conll03", tmp_path)
-    rows, kind = read_rows(task, "eval"), get_kind(task)
+    task, rows, kind = _empty_words_task(tmp_path)
     words = [kind.words_and_tags(task, r)[0] for r in rows]
     lone = tokenizer([w for s in words for w in s], add_special_tokens=False)["input_ids"]
     assert sum(not ids for ids in lone) >= 2  # the case at hand: words with no token of their own
@@ -217,8 +224,7 @@ def test_token_oracle_scores_one_with_words_that_tokenize_to_nothing(tmp_path, t
     # an oracle model: the gold tag at every position the head is read at (predict_bert's argmax there)
     outputs = [[t for t in f["tag_ids"] if t != -100] for f in feats]
     assert [len(o) for o in outputs] == [len(w) for w in words]  # one position per word, empty ones included
-    assert kind.score(task, feats, outputs, seq2seq=False) == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
-                                                              "accuracy": 1.0}
+    assert kind.score(task, feats, outputs, seq2seq=False) == PERFECT_TAGS
     predictions, golds, _ = kind.bert_records(task, rows, feats, outputs, [None] * len(rows))
     assert predictions == golds and golds[0][4:7] == ["B-ORG", "I-ORG", "I-ORG"]  # Euro <ZWSP> Disney
 
@@ -227,23 +233,18 @@ def test_token_oracle_scores_one_with_words_that_tokenize_to_nothing(tmp_path, t
 def test_t5_tagging_oracle_with_words_that_tokenize_to_nothing(tmp_path, tokenizer, request):
     # a T5 model generating exactly the target ids: the decoded text has lost the invisible words
     tokenizer = request.getfixturevalue(tokenizer)
-    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
-    task = task_cfg("conll03", tmp_path)
-    rows, kind = read_rows(task, "eval"), get_kind(task)
+    task, rows, kind = _empty_words_task(tmp_path)
     feats = kind.encode(task, rows, tokenizer, seq2seq=True)
     outputs = tokenizer.batch_decode([f["labels"] for f in feats], skip_special_tokens=True)
     assert "\u200b" not in outputs[0] and "disney" in outputs[0].lower()
-    assert kind.score(task, feats, outputs, seq2seq=True) == {"precision": 1.0, "recall": 1.0, "f1": 1.0,
-                                                             "accuracy": 1.0}
+    assert kind.score(task, feats, outputs, seq2seq=True) == PERFECT_TAGS
 
 
 def test_token_word_without_a_position_is_an_error_not_a_shift(tmp_path, tok, monkeypatch):
-    import fpt.task_kinds.token_classification as token_classification
-    monkeypatch.setattr(token_classification, "visible_words", lambda tokenizer, sentences: sentences)
-    write(tmp_path / "eng.testa", EMPTY_WORDS_CONLL)
-    task = task_cfg("conll03", tmp_path)
+    monkeypatch.setattr("fpt.task_kinds.token_classification.visible_words", lambda tokenizer, sentences: sentences)
+    task, rows, kind = _empty_words_task(tmp_path)
     with pytest.raises(TaskDataError, match=r"eng.testa:1: word 0 '\\ufeff' has no token of its own"):
-        get_kind(task).encode(task, read_rows(task, "eval"), tok, seq2seq=False)
+        kind.encode(task, rows, tok, seq2seq=False)
 
 
 def _squad_task(tmp_path, *overrides):
