@@ -4,23 +4,27 @@ import math
 
 import numpy as np
 import pytest
+from helpers import compose
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import f1_score, matthews_corrcoef
 
+from fpt.batching import Features
 from fpt.metrics import (
     METRICS,
+    UNREADABLE,
+    as_wrong,
     compute_metrics,
     iob1_to_iob2,
     normalize_answer,
     pearson_spearman,
     seqeval_f1,
-    UNREADABLE,
-    as_wrong,
     squad_exact,
     squad_f1,
     squad_v2_best_thresh,
 )
+from fpt.task_kinds import get_kind
+from fpt.tasks import read_rows
 
 approx = pytest.approx
 
@@ -118,6 +122,13 @@ def test_squad_v1_gold_that_normalizes_to_nothing_as_official_script():
     assert METRICS["record"]([""], [["."]]) == {"exact_match": 1.0, "f1": 0.0}  # ReCoRD's script: v1.1's F1
     # SQuAD 2.0's script differs: an empty answer to a question without (readable) gold scores 1
     assert METRICS["squad_v2"]([""], [["."]])["f1"] == 1.0
+
+def test_real_squad_v1_dev_golds_that_normalize_to_nothing(shared_data):
+    rows = read_rows(compose("task=squad", f"task.data_dir={shared_data / 'SQuAD'}").task, "eval")
+    golds = [r["answers"]["text"] for r in rows if any(not normalize_answer(t) for t in r["answers"]["text"])]
+    assert sum(not normalize_answer(t) for g in golds for t in g) == 3  # the three "." golds
+    # an empty answer to those questions: EM 1 (the "." gold normalizes to ""), F1 0 (no shared token)
+    assert METRICS["squad"]([""] * len(golds), golds) == {"exact_match": 1.0, "f1": 0.0}
 
 def test_squad_v1_max_over_golds():
     # ex1: exact hit. ex2: vs "black cat sat" F1 4/7; vs "a mat" P=1/4 R=1 F1=0.4 -> max 4/7
@@ -313,10 +324,6 @@ def test_pearson_spearman_unreadable_score_is_the_far_end_of_the_range():
                                                                                          [1.0, 4.0, 2.0]))
 
 def test_t5_classification_scores_cb_with_unreadable_share():
-    from helpers import compose
-    from fpt.task_kinds import get_kind
-    from fpt.batching import Features
-
     task = compose("task=cb", "model=tiny-t5").task
     kind = get_kind(task)
     outputs = ["entailment", "contradiction", "neutral", "Entailment ", "contradiction", "maybe"]
@@ -327,10 +334,6 @@ def test_t5_classification_scores_cb_with_unreadable_share():
     assert "unreadable" not in bert and bert["accuracy"] == approx(5 / 6)
 
 def test_t5_regression_reports_unreadable_numbers():
-    from helpers import compose
-    from fpt.task_kinds import get_kind
-    from fpt.batching import Features
-
     task = compose("task=stsb", "model=tiny-t5").task
     out = get_kind(task).score(task, Features([{}] * 4, meta=[1.0, 2.0, 3.0, 4.0]), ["1.0", "2.2", "x", "3.8"],
                                seq2seq=True)
