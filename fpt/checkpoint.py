@@ -96,7 +96,18 @@ def save_tensors(path, tensors: dict, metadata: dict[str, str] | None = None) ->
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     metadata = dict(metadata or {})
     metadata[DIGEST_KEY] = tensors_digest(flat, metadata)
-    atomic_write(path, lambda f: f.write(save(flat, metadata=metadata)))
+    atomic_write(path, lambda f: f.write(_sorted_header(save(flat, metadata=metadata))))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """The safetensors bytes with their header's keys sorted: safetensors writes the metadata in hash-map order,
+    another each time, and the same tensors and metadata should be the same bytes (fpt/scores.py's cache)."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + size]), sort_keys=True, separators=(",", ":"),
+                        ensure_ascii=False).encode()
+    if len(header) > size:  # never: the same JSON, compact as safetensors writes it
+        return data
+    return data[:8] + header + b" " * (size - len(header)) + data[8 + size:]
 
 
 def read_tensors(path, what: str = "tensor file") -> tuple[dict, dict[str, str]]:
