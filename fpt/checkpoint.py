@@ -230,7 +230,7 @@ def _damage(path: Path, stored: str | None) -> str | None:
             sha.update(chunk)
             left -= len(chunk)
     actual = sha.hexdigest()
-    return None if actual == stored else f"its sha256 is {actual[:16]}..., the one written with it {stored[:16]}..."
+    return None if actual == stored else f"its sha256 starts {actual[:16]}, the one written with it {stored[:16]}"
 
 
 def _way_back(path: Path) -> str:

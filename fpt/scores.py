@@ -8,7 +8,8 @@ One score per neuron per layer: {"encoder": [layers, d_ff], "decoder": [layers, 
 
 Cached per (task, model) in `{output_root}/scores/{task}-{model}.safetensors` (or schedule.scores_path);
 a cache computed for other settings, other weights or other inputs (template, text fields, target prefix,
-verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed. Compute it ahead of a run,
+verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed, and so is a damaged one (its
+sha256 does not match, or it cannot be read: a warning names it). Compute it ahead of a run,
 with the trainer's set-up, from the repository root:
 
     python -m tools.scores model=minilm task=sst2 'task.data_dir=${paths.data_root}/GLUE/SST-2'

@@ -44,15 +44,15 @@ def test_bit_rot_in_last_pt_is_refused_naming_it_and_previous_pt_resumes_equal(t
     folder = tmp_path / "run"
     assert run(folder, "trainer.save_every=2", "trainer.stop_at_step=5")["status"] == "stopped"
     last, previous = folder / "checkpoint" / "last.pt", folder / "checkpoint" / "previous.pt"
-    state = load_checkpoint(last)
-    assert state["step"] == 5 and load_checkpoint(previous)["step"] == 4
+    state = torch.load(last, weights_only=False)
+    assert state["step"] == 5 and torch.load(previous, weights_only=False)["step"] == 4
     flip(last, tensor_offset(last, next(iter(state["trainable"].values()))))
     assert torch.load(last, weights_only=False)["step"] == 5  # still loads: only the checksum tells
     before = snapshot(folder)
     with pytest.raises(RunFolderError) as err:
         run(folder, "trainer.save_every=2")
     message = str(err.value)
-    assert f"the checkpoint {last} is damaged: its sha256 is" in message, message
+    assert f"the checkpoint {last} is damaged: its sha256 starts " in message, message
     assert f"mv {previous} {last}" in message and "trainer.resume=false" in message
     assert snapshot(folder) == before
     with pytest.raises(CheckpointError, match="is damaged"):  # every reader checks: the trainer's resume too
