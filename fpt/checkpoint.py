@@ -4,13 +4,14 @@ Every output is written to a temporary file in the same folder, flushed to disk 
 the target, so a run killed mid-write leaves the previous complete file behind, never a torn one:
 `atomic_write` is the one place that does it (JSON, text, safetensors, checkpoints all go through it).
 
+Imports stay light (torch, numpy and safetensors are imported where used), so that the start-up checks
+(fpt/validate.py) can write a failed run's results.json before torch is loaded.
+
 Checkpoints and tensor files carry a sha256 that every reader checks, so a file damaged after it was written
 (a broken copy or disk: same size, other bytes) is refused naming it, never used: a checkpoint ends with the
 line `fpt-sha256:<sha256 of the bytes before it>` (after torch's zip archive, which torch.load ignores); a
 safetensors file holds `sha256` in its header, over its tensors (name, dtype, shape, bytes) and the header's
 other metadata. Files written before fpt stored them are read unverified, with a warning.
-Imports stay light (torch, numpy and safetensors are imported where used), so that the start-up checks
-(fpt/validate.py) can write a failed run's results.json before torch is loaded.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ log = logging.getLogger("fpt")
 DIGEST_KEY = "sha256"  # a safetensors header's digest of the rest of the file's content
 TRAILER = b"\nfpt-sha256:"  # a checkpoint's last line: TRAILER + 64 hex digits + b"\n"
 TRAILER_LEN = len(TRAILER) + 65
+MARK_KEY = "checksum"  # in every checkpoint's state ("sha256 trailer"): the file must end with a TRAILER line
 CHUNK = 1 << 24
 
 
@@ -128,7 +130,7 @@ def read_tensors(path, what: str = "tensor file") -> tuple[dict, dict[str, str]]
         log.warning("%s has no sha256 (written by an older fpt or another tool): read unverified", path)
     elif stored != tensors_digest(tensors, metadata):
         raise CheckpointError(f"the {what} {path} is damaged: its content does not match the sha256 written with "
-                              f"it ({stored[:16]}...)")
+                              f"it")
     return tensors, metadata
 
 
@@ -194,7 +196,7 @@ def save_checkpoint(path, state: dict, before_rename=None) -> None:
         import torch
         out = _Digesting(f)
         try:
-            torch.save({**state, "checksum": "sha256 trailer"}, out)  # marks a file that must end with one
+            torch.save({**state, MARK_KEY: "sha256 trailer"}, out)
         except RuntimeError as err:
             if out.error is not None:
                 raise out.error from err
@@ -271,7 +273,7 @@ def load_checkpoint(path, mmap: bool = False) -> dict:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not an fpt checkpoint (it holds a {type(state).__name__}). "
                               f"{_way_back(path)}")
-    marked = state.pop("checksum", None) is not None
+    marked = state.pop(MARK_KEY, None) is not None
     if stored is None and marked:
         raise CheckpointError(f"the checkpoint {path} is damaged: its last line, the sha256 written with it, is "
                               f"missing or garbled. {_way_back(path)}")
