@@ -3,8 +3,9 @@ how they are loaded back.
 
 Each file carries, in its safetensors header, what the tensors belong to: the base model (name, path or
 from_config, family, a digest of its frozen input embeddings), the prompt (type, length, projection),
-the task (name, type, labels) and the fpt version. `load_trained` refuses a file whose model or prompt
-does not match the model it is loaded onto, naming the key and both values.
+the task (name, type, labels), the fpt version and a sha256 of all that and the tensors (fpt.checkpoint:
+a damaged file is refused, naming it). `load_trained` refuses a file whose model or prompt does not match the
+model it is loaded onto, naming the key and both values.
 """
 from __future__ import annotations
 
