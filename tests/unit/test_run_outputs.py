@@ -163,6 +163,12 @@ def test_tensor_file_digest_covers_dtype_shape_and_values_and_old_files_are_read
     save_tensors(path, {"x": x, "y": torch.tensor(True)}, {"k": "v"})
     tensors, meta = read_tensors(path)
     assert meta == {"k": "v"} and torch.equal(tensors["x"], x) and bool(tensors["y"])
+    good = path.read_bytes()
+    for old, new in ((b'"BF16"', b'"I16" '), (b'[2,3]', b'[3,2]'), (b'"v"', b'"w"')):  # the same bytes, other meaning
+        assert old in good
+        path.write_bytes(good.replace(old, new))
+        with pytest.raises(CheckpointError, match=f"the tensor file {path} is damaged"):
+            read_tensors(path)
     from safetensors.torch import save_file
     save_file({"x": x}, str(path), metadata={"k": "v"})  # written without a digest (an older fpt)
     with caplog.at_level(logging.WARNING, logger="fpt"):
