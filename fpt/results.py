@@ -6,9 +6,22 @@ Light on imports (the start-up checks run before torch is imported). `status` is
 """
 from __future__ import annotations
 
+import math
+
 # what the trainer measured: present once a trainer existed
 MEASURED = ("total_steps", "best_step", "best_epoch", "trainable_params", "train_seconds", "train_flops", "growth",
             "init_from")
+
+
+def improves(score: float, best: float | None) -> bool:
+    """Whether dev value `score` beats `best` (None: nothing kept yet); higher is better (task.metric). NaN is
+    never better than a number (STS-B's correlations on constant predictions are NaN), and any number beats a
+    NaN best: a run's best is NaN only while every evaluation has been."""
+    if best is None:
+        return True
+    if math.isnan(score):
+        return False
+    return math.isnan(best) or score > best
 
 
 def run_results(cfg, status: str, *, steps: int = 0, best: dict | None = None, final: dict | None = None,

@@ -8,7 +8,8 @@ One score per neuron per layer: {"encoder": [layers, d_ff], "decoder": [layers, 
 
 Cached per (task, model) in `{output_root}/scores/{task}-{model}.safetensors` (or schedule.scores_path);
 a cache computed for other settings, other weights or other inputs (template, text fields, target prefix,
-verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed. Compute it ahead of a run,
+verbalizers, lengths, data: a hash of the scored examples' tokens) is recomputed, and so is a damaged one (its
+sha256 does not match, or it cannot be read: a warning names it). Compute it ahead of a run,
 with the trainer's set-up, from the repository root:
 
     python -m tools.scores model=minilm task=sst2 'task.data_dir=${paths.data_root}/GLUE/SST-2'
@@ -23,9 +24,8 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
-from .checkpoint import save_tensors
+from .checkpoint import CheckpointError, read_tensors, save_tensors
 from .prompts import ShallowPrompt
 from .batching import map_sorted
 
@@ -166,9 +166,13 @@ def save_scores(path: Path, scores: dict, settings: dict) -> None:
 
 
 def load_scores(path: Path) -> tuple[dict, dict]:
-    with safe_open(str(path), "pt") as f:
-        settings = json.loads((f.metadata() or {}).get("settings", "{}"))
-        return {k: f.get_tensor(k) for k in f.keys()}, settings
+    """(scores, settings) of a cache file; CheckpointError naming a damaged one (fpt.checkpoint.read_tensors)."""
+    scores, meta = read_tensors(path, "activation-score cache")
+    try:
+        return scores, json.loads(meta.get("settings", "{}"))
+    except ValueError as err:  # a file without a sha256 (an older fpt) whose header was damaged
+        raise CheckpointError(f"the activation-score cache {path} is damaged: its settings are not JSON "
+                              f"({err})") from err
 
 
 def load_or_compute(cfg, model, eval_set) -> tuple[dict, dict]:
@@ -177,12 +181,17 @@ def load_or_compute(cfg, model, eval_set) -> tuple[dict, dict]:
     n = min(cfg.schedule.num_score_examples, len(eval_set))
     settings = json.loads(json.dumps(_settings(cfg, model, eval_set, n), default=str))
     if path.is_file():
-        scores, saved = load_scores(path)
+        try:
+            scores, saved = load_scores(path)
+        except CheckpointError as err:  # a cache: computed again and replaced
+            log.warning("%s: recomputing it", err)
+            scores, saved = None, None
         if saved == settings:
             log.info("activation scores from %s", path)
             return scores, {"path": str(path), "computed": False}
-        changed = sorted(k for k in settings if saved.get(k) != settings[k])
-        log.warning("%s was computed with other %s: recomputing", path, ", ".join(changed))
+        if saved is not None:
+            changed = sorted(k for k in settings if saved.get(k) != settings[k])
+            log.warning("%s was computed with other %s: recomputing", path, ", ".join(changed))
     started = time.perf_counter()
     scores = activation_scores(model, eval_set, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
     seconds = time.perf_counter() - started

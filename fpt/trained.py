@@ -3,8 +3,9 @@ how they are loaded back.
 
 Each file carries, in its safetensors header, what the tensors belong to: the base model (name, path or
 from_config, family, a digest of its frozen input embeddings), the prompt (type, length, projection),
-the task (name, type, labels) and the fpt version. `load_trained` refuses a file whose model or prompt
-does not match the model it is loaded onto, naming the key and both values.
+the task (name, type, labels), the fpt version and a sha256 of all that and the tensors (fpt.checkpoint:
+a damaged file is refused, naming it). `load_trained` refuses a file whose model or prompt does not match the
+model it is loaded onto, naming the key and both values.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from safetensors import safe_open
+
+from .checkpoint import read_tensors
 
 FORMAT = "fpt-trainable"
 # what must agree for the tensors to mean the same thing on another model (init_from may change the task)
@@ -63,14 +65,12 @@ def tensor_metadata(cfg, model, **extra) -> dict[str, str]:
 
 
 def read_trained(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a trained-tensor file; metadata is {} for files written before fpt stored it."""
+    """(tensors, metadata) of a trained-tensor file, checked against its sha256 (fpt.checkpoint.read_tensors:
+    CheckpointError naming a damaged file); metadata is {} for files written before fpt stored it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"trained-tensor file not found: {path}")
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = dict(f.metadata() or {})
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, meta
+    return read_tensors(path, "trained-tensor file")
 
 
 def check_metadata(meta: dict, expected: dict, path, keys=MODEL_KEYS) -> None:

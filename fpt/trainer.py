@@ -27,6 +27,7 @@ from .config import EVAL_STRATEGIES
 from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
                          write_json, write_text)
 from .flops import step_flops
+from .results import improves
 from .loggers import build_loggers, check_loggers, scalars_of
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
@@ -519,8 +520,8 @@ class Trainer:
                   "eval": final, "train_flops": self.train_flops, "train_seconds": self.train_seconds})
         score = final[self.task.metric]
         # a growth schedule's partial models do not compete: the prompt must work on the final model
-        if self.growth.final_stage and (self.best["metrics"] is None
-                                        or score > self.best["metrics"][self.task.metric]):
+        kept = self.best["metrics"][self.task.metric] if self.best["metrics"] else None
+        if self.growth.final_stage and improves(score, kept):  # fpt/results.py: NaN never wins
             self.best = {"step": step, "metrics": final}
             if self.is_main:
                 save_tensors(self.run_dir / "trainable_best.safetensors", self.model.trainable_state_dict(),

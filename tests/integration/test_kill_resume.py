@@ -6,6 +6,10 @@ The moments are drawn at random (FPT_KILL_SEED=<n> replays a draw; the seed is i
 during a checkpoint write (after the new file is written, before the rename), right after a stage change
 (the model just grew), and after any training step. Killed runs are subprocesses (FPT_FAULT, fpt/trainer.py);
 the uninterrupted run and the resumes run in this process.
+
+A checkpoint damaged after the kill (64 bytes overwritten, same size) is refused by the same command, naming it and
+`mv previous.pt last.pt`, which then resumes to the same end; a checkpoint write stopped by a file-size limit
+names the file and the OS error and leaves the checkpoint before it.
 """
 import json
 import os
@@ -15,7 +19,7 @@ import sys
 from pathlib import Path
 
 import torch
-from helpers import GROWTH_STAGES, ROOT, TINY_FPT, compose, subprocess_env
+from helpers import GROWTH_STAGES, ROOT, TINY_FPT, compose, subprocess_env, train_py
 from safetensors.torch import load_file
 
 from fpt.run import main
@@ -79,3 +83,48 @@ def test_kill_at_five_random_moments_then_resume_is_bitwise_equal(tmp_path):
         assert m2["results"] == metrics["results"], where
         # every logged loss, learning rate, FLOP count and evaluation, each step once across the kill
         assert m2["metrics.jsonl"] == metrics["metrics.jsonl"], where
+
+
+def test_bit_rot_after_a_kill_is_refused_and_previous_pt_resumes_equal(tmp_path):
+    """The issue's case: killed after step 7 (checkpoints at 4 and 6), 64 bytes of last.pt overwritten in place;
+    the same command fails naming last.pt and the way back, and resumes to the uninterrupted run's end after it."""
+    scores = tmp_path / "scores.safetensors"
+    full, folder = tmp_path / "full", tmp_path / "killed"
+    train_in_process(full, scores)
+    args = [*ARGS, f"schedule.scores_path={scores}"]
+    assert train_py(folder, *args, fault="after_step:7").returncode == -9
+    last, previous = folder / "checkpoint" / "last.pt", folder / "checkpoint" / "previous.pt"
+    state = torch.load(last, weights_only=False)
+    assert state["step"] == 6 and torch.load(previous, weights_only=False)["step"] == 4
+    data = bytearray(last.read_bytes())
+    at = bytes(data).find(next(iter(state["trainable"].values())).numpy().tobytes()[:64])  # a prompt tensor's bytes
+    data[at:at + 64] = bytes(b ^ 0xFF for b in data[at:at + 64])
+    last.write_bytes(bytes(data))
+    refused = train_py(folder, *args)
+    assert refused.returncode != 0 and not (folder / "results.json").exists()
+    assert f"the checkpoint {last} is damaged" in refused.output and f"mv {previous} {last}" in refused.output, \
+        refused.output[-3000:]
+    os.replace(previous, last)
+    assert train_in_process(folder, scores)["status"] == "completed"
+    assert outcome(folder)[2]["results"] == outcome(full)[2]["results"]
+    assert all(torch.equal(a, b) for a, b in zip(outcome(folder)[0].values(), outcome(full)[0].values()))
+
+
+def test_file_size_limit_during_a_checkpoint_write_names_the_file(tmp_path):
+    """A real limit (RLIMIT_FSIZE in a child process): torch's `RuntimeError: [enforce fail at inline_container.cc]`
+    becomes `OSError: ... could not write <file>: File too large`; the checkpoint there stays, no temporary file."""
+    from fpt.checkpoint import load_checkpoint, save_checkpoint
+    last = tmp_path / "last.pt"
+    save_checkpoint(last, {"step": 1})
+    code = ("import resource, signal, torch\n"
+            "from fpt.checkpoint import save_checkpoint\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+            "try:\n"
+            f"    save_checkpoint({str(last)!r}, {{'step': 2, 'x': torch.zeros(100_000)}})\n"
+            "except OSError as err:\n"
+            "    print(type(err).__name__, err)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == f"OSError [Errno 27] could not write {last}: File too large", out.stderr[-2000:]
+    assert load_checkpoint(last) == {"step": 1} and [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -1,11 +1,13 @@
 """Activation scores: what they measure (checked by an independent capture), padding, the cache, the command
 (tools/scores.py)."""
+import logging
 import random
 
 import pytest
 import torch
 from helpers import compose
 
+from fpt.checkpoint import CheckpointError
 from fpt.models import build_model, load_tokenizer
 from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores
 from fpt.prompts import ShallowPrompt
@@ -93,6 +95,27 @@ def test_cache_is_reused_and_recomputed_for_other_weights(tmp_path):
     other = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
     fresh, info = load_or_compute(cfg, other, features)
     assert info["computed"] and not torch.equal(fresh["encoder"], scores["encoder"])
+
+
+@pytest.mark.parametrize("damage", ["values", "garbage"])
+def test_damaged_cache_is_named_and_recomputed(tmp_path, caplog, damage):
+    """A cache file with 64 overwritten bytes in its scores (it still parses) or not a safetensors file at all: the
+    run warns naming it, computes the scores again and replaces it; a read outside the cache refuses it."""
+    model, features, cfg = _setup("tiny-bert", "deep", f"output_root={tmp_path}")
+    scores, _ = load_or_compute(cfg, model, features)
+    path = tmp_path / "scores" / "sample_sentiment-tiny-bert.safetensors"
+    good = path.read_bytes()
+    if damage == "values":
+        at = good.find(scores["encoder"].numpy().tobytes()[:64])
+        path.write_bytes(good[:at] + bytes(b ^ 0xFF for b in good[at:at + 64]) + good[at + 64:])
+    else:
+        path.write_bytes(b"\x00" * len(good))
+    with pytest.raises(CheckpointError, match=f"activation-score cache {path}"):
+        load_scores(path)
+    with caplog.at_level(logging.WARNING, logger="fpt"):
+        again, info = load_or_compute(cfg, model, features)
+    assert info["computed"] and f"activation-score cache {path}" in caplog.text and "recomputing" in caplog.text
+    assert torch.equal(again["encoder"], scores["encoder"]) and path.read_bytes() == good
 
 
 def test_score_command_scores_the_model_a_run_trains(tmp_path):
