@@ -14,10 +14,11 @@ neurons exactly, and the neuron sets are nested (one score order per layer). The
 from the start and the LR schedule carries over. A deep prompt has its own prefix Parameter for every
 attention site of the full model; a site absent from a stage is left out of forward and backward (its
 Parameter does not require grad, its grad stays None), so the optimizer neither steps, decays nor keeps
-state for it, and when the site joins its optimizer state starts fresh (AdamW, Adafactor). Its prefix then
-is its own untrained init, a copy of the nearest trained layer's, or its init behind a learnable gate that
-starts at 0, so that joining changes nothing until the gate grows (`schedule.new_layer_prefix=init|copy|gate`);
-`schedule.stage_warmup_steps` ramps the LR up again at each stage change (fpt/prompts.py has the gate).
+state for it; when the site first joins its optimizer state starts fresh (AdamW, Adafactor), and a site that
+sits out a stage and returns keeps the state it had. A joining prefix is its own untrained init, a copy of the
+nearest trained layer's, or its init behind a learnable gate that starts at 0, so that joining changes nothing
+until the gate grows (`schedule.new_layer_prefix=init|copy|gate`); `schedule.stage_warmup_steps` ramps the LR up
+again at each stage change (fpt/prompts.py has the gate).
 
 With no stages the full model trains for the whole run (vanilla prompt tuning).
 """

@@ -69,7 +69,7 @@ class DeepPrompt(nn.Module):
     per site) its own output Linear `outputs[i]` behind the shared embeddings and first Linear. A site
     left out of `active` (a layer absent from a growth stage) takes part in neither forward nor backward:
     its tensors get no gradient (grad None), so the optimizer gives them no step, moments or weight decay
-    until the site joins, and then starts them fresh.
+    until the site joins; the first time it joins they start fresh, and a site that returns keeps its state.
 
     The init is drawn exactly as one tensor for all sites was before (one randn / one Linear of the full
     width, then split), so a seed gives the same initial prefixes as the single-tensor layout.

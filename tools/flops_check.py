@@ -9,7 +9,7 @@ are needed). Run from the repository root:
 
     python -m tools.flops_check model=t5-large schedule=fpt_cr          # per-stage cost and total vs vanilla
     python -m tools.flops_check model=t5-large schedule=fpt_cr --check  # ... and ptflops on the real stage models
-    python -m tools.flops_check experiment=fpt_sst2/deep_fpt_gate seed=1 --run   # a run's own batches vs vanilla
+    python -m tools.flops_check experiment=fpt_sst2/deep_fpt_gate seed=1 --replay  # a run's own batches vs vanilla
 
 A tool, not part of the library: the trainer uses only fpt.flops.step_flops.
 """
@@ -296,8 +296,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--src-len", type=int, help="input tokens per example (default: task.max_length)")
     parser.add_argument("--tgt-len", type=int, default=10, help="target tokens per example (T5; default 10)")
     parser.add_argument("--check", action="store_true", help="also count each stage's real model with ptflops")
-    parser.add_argument("--run", action="store_true", help="also the run's total training FLOPs from its own batches "
-                        "(reads the training data, runs no model) and the same run's with schedule=none")
+    parser.add_argument("--replay", action="store_true", help="also the run's total training FLOPs from its own "
+                        "batches (reads the training data, runs no model) and the same run's with schedule=none")
     args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     cfg = compose(*overrides)
     src_len = args.src_len or cfg.task.max_length
@@ -316,10 +316,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ours = total_ratio(schedule_costs(paper_cfg, PAPER_SHAPE[0], PAPER_SHAPE[1]))
         print(f"at the paper's shapes ({PAPER_SHAPE[0]} input + 20 prompt tokens, {PAPER_SHAPE[1]} target tokens): "
               f"{ours:.3f}   FPT paper: {paper:.2f}")
-    if args.run:
+    if args.replay:
         ours, vanilla = run_flops(cfg), run_flops(compose(*overrides, "schedule=none"))
-        print(f"this run's batches: {ours:.6g} training FLOPs; with schedule=none: {vanilla:.6g}; "
-              f"ratio {ours / vanilla:.3f}")
+        print(f"this run's batches: {ours} training FLOPs (results.json train_flops); with schedule=none: "
+              f"{vanilla}; ratio {ours / vanilla:.3f}")
     if args.check:
         print("ptflops (aten backend, SDPA hooked) on each stage's model, forward + backward, batch 1:")
         for r in check_stages(cfg, src_len, args.tgt_len):

@@ -10,7 +10,8 @@ convention of the other families. When a module carries `fpt_prefix = (prefix_k,
   - the content->position and position->content terms are computed for the real tokens only, and the
     prefix columns get no relative-position bias (zero), as T5's relative bias in fpt/prompts.py:
     a prefix has no position;
-  - the attention mask gets P columns, visible unless `visible` says otherwise;
+  - the attention mask gets P columns, visible unless `visible` says otherwise (and not to a padded query row,
+    which DeBERTa masks entirely);
   - with a gate (schedule.new_layer_prefix=gate), the prefix's share is scaled by it as in the other families'
     kernel (fpt/prompts.py: the attention without prefix plus one pass on a doubled batch).
 
@@ -112,7 +113,9 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
         value = torch.cat([flat(prefix_v), value], dim=1)
         if bias is not None:  # a prefix has no position: zero bias for its columns
             bias = torch.cat([bias.new_zeros(bias.shape[0], q_len, length), bias], dim=-1)
-        keep = torch.ones(batch, 1, q_len, length, dtype=torch.bool, device=mask.device)
+        # DeBERTa masks a padded query row entirely: it sees no prefix either (a row with only the prefix visible
+        # would give a gated site's mixture a zero denominator at gate 0, fpt/prompts.py)
+        keep = mask.any(dim=-1, keepdim=True).expand(batch, 1, q_len, length)
         if visible is not None:
             keep = keep & visible.to(mask.device).view(1, 1, 1, length)
         mask = torch.cat([keep, mask.expand(batch, 1, q_len, mask.shape[-1])], dim=-1)
