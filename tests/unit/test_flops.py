@@ -207,3 +207,11 @@ def test_a_runs_flops_are_re_derived_from_its_own_batches(tmp_path):
     assert run_flops(cfg) == results["train_flops"]
     plain = compose(*TINY_FPT, "schedule=fpt", GROWTH_STAGES, "trainer.eval_every=12")
     assert run_flops(plain) < results["train_flops"]
+
+
+def test_gated_layers_without_a_deep_prompt_are_refused():
+    """A gate scales a deep prompt's prefix: gated layers with deep=0 are a caller's mistake, not a count."""
+    dims = {"hidden": 8, "heads": 2, "head_dim": 4, "ffn": 16, "layers": {"encoder": 2}, "vocab": 10}
+    with pytest.raises(ValueError, match="deep=0"):
+        step_flops(dims, 2, 5, gated={"encoder": 1})
+    assert step_flops(dims, 2, 5, gated={"encoder": 0}) == step_flops(dims, 2, 5)
