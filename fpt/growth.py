@@ -14,10 +14,11 @@ neurons exactly, and the neuron sets are nested (one score order per layer). The
 from the start and the LR schedule carries over. A deep prompt has its own prefix Parameter for every
 attention site of the full model; a site absent from a stage is left out of forward and backward (its
 Parameter does not require grad, its grad stays None), so the optimizer neither steps, decays nor keeps
-state for it, and when the site joins its optimizer state starts fresh (AdamW, Adafactor). Its prefix then
-is its own untrained init, a copy of the nearest trained layer's, or its init behind a learnable gate that
-starts at 0, so that joining changes nothing until the gate grows (`schedule.new_layer_prefix=init|copy|gate`);
-`schedule.stage_warmup_steps` ramps the LR up again at each stage change (fpt/prompts.py has the gate).
+state for it; when the site first joins its optimizer state starts fresh (AdamW, Adafactor), and a site that
+sits out a stage and returns keeps the state it had. A joining prefix is its own untrained init, a copy of the
+nearest trained layer's, or its init behind a learnable gate that starts at 0, so that joining changes nothing
+until the gate grows (`schedule.new_layer_prefix=init|copy|gate`); `schedule.stage_warmup_steps` ramps the LR up
+again at each stage change (fpt/prompts.py has the gate).
 
 With no stages the full model trains for the whole run (vanilla prompt tuning).
 """
@@ -141,6 +142,22 @@ def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool 
     return stages
 
 
+def gated_layers(stages: list[Stage], dims: dict, new_layer_prefix: str, deep: bool) -> set[tuple[str, int]]:
+    """The layers whose deep-prompt prefixes sit behind a gate (schedule.new_layer_prefix=gate, a deep prompt):
+    every layer absent from the first stage; all attention sites of such a layer are gated."""
+    if new_layer_prefix != "gate" or not deep or not stages:
+        return set()
+    first = {(s, i) for s, keep in stages[0].layers.items() for i in keep}
+    return {(s, i) for s, n in dims["layers"].items() for i in range(n)} - first
+
+
+def stage_shape(stage: Stage, gated: set[tuple[str, int]] = frozenset()) -> dict:
+    """What a stage runs, as keyword arguments of fpt.flops.step_flops: layers and FFN widths per stack, and how
+    many of its layers are gated (`gated`: gated_layers()); a gated site runs its attention kernel twice."""
+    return {"layers": {s: len(v) for s, v in stage.layers.items()}, "ffn_width": dict(stage.ffn),
+            "gated": {s: sum((s, i) in gated for i in keep) for s, keep in stage.layers.items()}}
+
+
 # --------------------------------------------------------------------------- partial models
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
     """A frozen Linear holding exactly these tensors (no fresh init)."""
@@ -190,11 +207,11 @@ class Growth:
         self.order = {s: torch.argsort(scores[s].float(), dim=-1, descending=True, stable=True)
                       for s in narrowed}
         self.site_index = {name: i for i, name in enumerate(model.site_names)}
-        if new_layer_prefix == "gate" and model.deep is not None:  # sites that join later grow in from 0
-            first = {(s, i) for s, keep in self.stages[0].layers.items() for i in keep}
+        # sites that join later grow in from 0 (new_layer_prefix=gate)
+        self.gated = gated_layers(self.stages, family.dims(backbone.config), new_layer_prefix, model.deep is not None)
+        if self.gated:
             model.deep.add_gates([i for i, name in enumerate(model.site_names)
-                                  if model.family.site_layer(name) not in first
-                                  and str(i) not in model.deep.gates])
+                                  if model.family.site_layer(name) in self.gated and str(i) not in model.deep.gates])
 
     # ---------------------------------------------------------------- construction from a config
     @classmethod
@@ -277,11 +294,10 @@ class Growth:
         return not self.stages or self.stage_index == len(self.stages) - 1
 
     def current_shape(self, dims: dict) -> dict:
-        """Layers and FFN widths run now, as keyword arguments of fpt.flops.step_flops."""
+        """Layers, FFN widths and gated layers run now, as keyword arguments of fpt.flops.step_flops."""
         if not self.stages:
             return {}
-        st = self.stages[self.stage_index]
-        return {"layers": {s: len(v) for s, v in st.layers.items()}, "ffn_width": dict(st.ffn)}
+        return stage_shape(self.stages[self.stage_index], self.gated)
 
     def summary(self) -> dict:
         """What results.json records about the schedule."""

@@ -69,7 +69,7 @@ class DeepPrompt(nn.Module):
     per site) its own output Linear `outputs[i]` behind the shared embeddings and first Linear. A site
     left out of `active` (a layer absent from a growth stage) takes part in neither forward nor backward:
     its tensors get no gradient (grad None), so the optimizer gives them no step, moments or weight decay
-    until the site joins, and then starts them fresh.
+    until the site joins; the first time it joins they start fresh, and a site that returns keeps its state.
 
     The init is drawn exactly as one tensor for all sites was before (one randn / one Linear of the full
     width, then split), so a seed gives the same initial prefixes as the single-tensor layout.
@@ -100,7 +100,8 @@ class DeepPrompt(nn.Module):
 
     def flops_shape(self) -> dict:
         """What this prompt adds to a step's FLOPs (fpt.flops.step_flops): `length` more keys and values in every
-        attention (the gate's extra pass of gated sites is not counted)."""
+        attention. The gates' extra passes are counted from the growth stage (fpt.growth.stage_shape: Growth makes
+        the gates, and knows which layers run)."""
         return {"deep": self.length}
 
     def site_modules(self, site: int) -> list[nn.Parameter]:
@@ -227,40 +228,53 @@ def _call_kernel(kernel, eager: bool, module, query, key, value, attention_mask,
     return kernel(module, query, key, value, attention_mask, **kwargs)
 
 
-def _twice(t: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+def _twice(t: torch.Tensor | None) -> torch.Tensor | None:
     """A mask or bias for the batch stacked twice (a batch dimension of 1 broadcasts as it is)."""
     return t if t is None or t.shape[0] == 1 else torch.cat([t, t])
 
 
-def _gated(kernel, eager: bool, module, query, key, value, attention_mask, position_bias, kwargs):
-    """Attention to the real tokens plus a prefix whose share is scaled by the site's gate g:
+# A gated site (schedule.new_layer_prefix=gate) attends to the real tokens plus a prefix whose share is scaled by the
+# site's gate g:
+#
+#     out = (g * A + B) / (g * Z_p + Z_r)
+#
+# with A, Z_p the prefix's exp-weighted values and weight sum and B, Z_r the real tokens'. g = 1 is the ungated prefix
+# attention; g = 0 is bitwise the attention without prefix; g < 0 counts as 0. Computed from the plain kernel's output
+# r = B / Z_r and one kernel call on the batch stacked twice over prefix + real keys (gate_values), giving p = A / Z
+# (values of the real keys zeroed) and m = Z_p / Z (values 1 on the prefix, 0 elsewhere), then gated_output:
+# out = r + g * (p - m * r) / (1 - m + g * m). Every family's attention (here; DeBERTa's in fpt/models/deberta.py)
+# does it this way, and fpt.flops counts those two extra passes.
+def gate_values(value: torch.Tensor, length: int) -> torch.Tensor:
+    """The doubled batch's values ([..., P + L, D], the prefix's P first): the prefix's values with the real keys'
+    zeroed, stacked on 1 for the prefix and 0 for the real keys (dimension 0 doubled)."""
+    real = torch.zeros_like(value[..., length:, :])
+    prefix_values = torch.cat([value[..., :length, :], real], dim=-2)
+    mass = torch.cat([torch.ones_like(value[..., :length, :]), real], dim=-2)
+    return torch.cat([prefix_values, mass])
 
-        out = (g * A + B) / (g * Z_p + Z_r)
 
-    with A, Z_p the prefix's exp-weighted values and weight sum and B, Z_r the real tokens'. g = 1 is the
-    ungated prefix attention; g = 0 is bitwise the attention without prefix; g < 0 counts as 0. Computed from the plain
-    kernel's output r = B / Z_r and one kernel call on the batch stacked twice over prefix + real keys,
-    giving p = A / Z (values of the real keys zeroed) and m = Z_p / Z (values 1 on the prefix, 0 elsewhere):
-    out = r + g * (p - m * r) / (1 - m + g * m).
-    """
-    plain, weights = _call_kernel(kernel, eager, module, query, key, value, attention_mask, position_bias, kwargs)
-    gate = module.fpt_prefix[3]
-    batch, length = query.shape[0], module.fpt_prefix[0].shape[-2]
-    key, value, attention_mask, position_bias = _with_prefix(module, query, key, value, attention_mask,
-                                                             position_bias)
-    real = torch.zeros_like(value[:, :, length:])
-    prefix_values = torch.cat([value[:, :, :length], real], dim=2)
-    mass = torch.cat([torch.ones_like(value[:, :, :length]), real], dim=2)
-    both, _ = _call_kernel(kernel, eager, module, torch.cat([query, query]), torch.cat([key, key]),
-                           torch.cat([prefix_values, mass]), _twice(attention_mask, batch),
-                           _twice(position_bias, batch), kwargs)
+def gated_output(plain: torch.Tensor, both: torch.Tensor, gate: torch.Tensor, batch: int) -> torch.Tensor:
+    """The gated attention from the plain kernel's output r and the doubled batch's (p for its first `batch` rows,
+    m for the rest), in plain's dtype."""
     r, p, m = plain.float(), both[:batch].float(), both[batch:, ..., :1].float()
     g = gate.float()
     # a share cannot be negative: a gate the optimizer pushes below 0 acts as 0 (g < 0 could zero or flip the
     # denominator: NaN), while its gradient still passes (straight through), so it can come back
     g = g + (g.clamp_min(0) - g).detach()
     out = r + g * (p - m * r) / (1 - m + g * m).clamp_min(torch.finfo(torch.float32).tiny)
-    return out.to(plain.dtype), weights
+    return out.to(plain.dtype)
+
+
+def _gated(kernel, eager: bool, module, query, key, value, attention_mask, position_bias, kwargs):
+    """A gated site's attention through the kernel (see gate_values)."""
+    plain, weights = _call_kernel(kernel, eager, module, query, key, value, attention_mask, position_bias, kwargs)
+    gate = module.fpt_prefix[3]
+    batch, length = query.shape[0], module.fpt_prefix[0].shape[-2]
+    key, value, attention_mask, position_bias = _with_prefix(module, query, key, value, attention_mask,
+                                                             position_bias)
+    both, _ = _call_kernel(kernel, eager, module, torch.cat([query, query]), torch.cat([key, key]),
+                           gate_values(value, length), _twice(attention_mask), _twice(position_bias), kwargs)
+    return gated_output(plain, both, gate, batch), weights
 
 
 def _make_prefix_attention(base):

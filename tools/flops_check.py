@@ -2,12 +2,14 @@
 
 `measured_flops` counts the aten matmuls of a real forward (and backward) with ptflops' aten backend,
 plus a hook for the fused scaled-dot-product-attention kernels that ptflops (and torch's FlopCounterMode)
-would otherwise miss on CPU. On the meta device models of any size are counted without weights (the
+would otherwise miss on CPU; `torch_flops` counts with torch's own FlopCounterMode alone (tests use both).
+On the meta device models of any size are counted without weights (the
 architectures of the hub models the configs name are in KNOWN_CONFIGS, so neither weights nor the network
 are needed). Run from the repository root:
 
     python -m tools.flops_check model=t5-large schedule=fpt_cr          # per-stage cost and total vs vanilla
     python -m tools.flops_check model=t5-large schedule=fpt_cr --check  # ... and ptflops on the real stage models
+    python -m tools.flops_check experiment=fpt_sst2/deep_fpt_gate seed=1 --replay  # a run's own batches vs vanilla
 
 A tool, not part of the library: the trainer uses only fpt.flops.step_flops.
 """
@@ -19,6 +21,8 @@ import sys
 
 import torch
 from ptflops.aten_engine import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode as TorchFlopCounter
 
 from fpt.config import compose
 from fpt.flops import step_flops
@@ -40,6 +44,11 @@ KNOWN_CONFIGS = {
                          intermediate_size=3072),
     "roberta-large": dict(_ROBERTA, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                           intermediate_size=4096),
+    "deberta-v3-large": dict(model_type="deberta-v2", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                             intermediate_size=4096, vocab_size=128100, max_position_embeddings=512,
+                             relative_attention=True, position_buckets=256, max_relative_positions=-1,
+                             pos_att_type="p2c|c2p", share_att_key=True, norm_rel_ebd="layer_norm",
+                             position_biased_input=False, type_vocab_size=0, layer_norm_eps=1e-7),
 }
 # FPT's Table 2 (t5-large, MNLI): training FLOPs of the schedule relative to vanilla prompt tuning.
 PAPER_RATIOS = {("t5-large", "fpt_ld"): 0.72, ("t5-large", "fpt_fr"): 0.83, ("t5-large", "fpt_cr"): 0.65,
@@ -77,9 +86,34 @@ for _name in ["_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_produc
         SDPA_HOOKS[getattr(aten, _name + "_backward")] = _sdpa_backward
 
 
+def _is_meta_scalar(func, args) -> bool:
+    return func._overloadpacket is aten._local_scalar_dense and args[0].is_meta
+
+
+def _meta_answer(args):
+    """What a data-dependent check on a meta tensor (`mask.all()`, `pad_id in ids`) is told: True, or 1."""
+    return True if args[0].dtype == torch.bool else 1
+
+
+class MetaAnswers(TorchDispatchMode):
+    """Within the block data-dependent checks on meta tensors answer (_meta_answer), so weightless models run;
+    with refuse_fused, a fused attention kernel (SDPA_HOOKS: torch's FlopCounterMode has no formula for the CPU
+    one) fails loudly instead of going uncounted."""
+
+    def __init__(self, refuse_fused: bool = False):
+        super().__init__()
+        self.refuse_fused = refuse_fused
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.refuse_fused and func._overloadpacket in SDPA_HOOKS:
+            raise ValueError(f"{func} ran: torch's FlopCounterMode does not count it on every device; count this "
+                             f"model with measured_flops (ptflops and our hooks)")
+        return _meta_answer(args) if _is_meta_scalar(func, args) else func(*args, **(kwargs or {}))
+
+
 class Counter(FlopCounterMode):
     """ptflops' aten counter, plus the fused attention kernels and addmm without its bias; on the meta device
-    data-dependent checks (such as `mask.all()`) answer True, so weightless models can be counted."""
+    data-dependent checks answer (_meta_answer), so weightless models can be counted."""
 
     def __init__(self):
         super().__init__(None, verbose=False, print_per_layer_stat=False,
@@ -87,9 +121,21 @@ class Counter(FlopCounterMode):
                          custom_hooks={aten.addmm: _mm_macs, **SDPA_HOOKS})
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func._overloadpacket is aten._local_scalar_dense and args[0].is_meta:
-            return True if args[0].dtype == torch.bool else 1
+        if _is_meta_scalar(func, args):
+            return _meta_answer(args)
         return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+def torch_flops(model, batch: dict) -> int:
+    """FLOPs of model(batch) and the backward of its loss as torch's own FlopCounterMode counts them (matrix
+    products only; no hooks of ours: a second, independent measurement; on the meta device too). A fused
+    attention kernel that it would not count fails loudly (eager attention, and sdpa given a mask, run as
+    matrix products)."""
+    counter = TorchFlopCounter(display=False)
+    with MetaAnswers(refuse_fused=True), counter:
+        model(batch)["loss"].backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def measured_flops(model, batch: dict, backward: bool = True) -> int:
@@ -137,7 +183,7 @@ def meta_model(cfg, num_labels: int = 2):
         settings.pop("transformers_version", None)
     with open_dict(cfg):
         cfg.model.from_config = settings
-    with torch.device("meta"):
+    with torch.device("meta"), MetaAnswers():  # (a deep prompt's start-up check runs a forward)
         return build_model(cfg.model, cfg.prompt, cfg.task, None, num_labels)
 
 
@@ -152,29 +198,68 @@ def meta_batch(seq2seq: bool, batch: int, src_len: int, tgt_len: int) -> dict:
 
 
 # --------------------------------------------------------------------------- python -m tools.flops_check
+def _prompt_shape(cfg) -> dict:
+    """The prompt's step_flops keywords from the config (no model built)."""
+    return {"shallow": cfg.prompt.length if cfg.prompt.type == "shallow" else 0,
+            "deep": cfg.prompt.length if cfg.prompt.type == "deep" else 0, "backbone_trains": cfg.prompt.type == "none"}
+
+
+def _stage_shapes(cfg, dims: dict, total_steps: int) -> list[tuple[int, int, dict]]:
+    """(start, end, step_flops keywords) of every stage of cfg's schedule; [] without stages."""
+    from fpt.growth import gated_layers, reduces_decoder, resolve_stages, stage_shape
+    from fpt.task_kinds import get_kind
+    if not cfg.schedule.stages:
+        return []
+    stages = resolve_stages(cfg.schedule, dims, total_steps,
+                            reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text))
+    gated = gated_layers(stages, dims, cfg.schedule.new_layer_prefix, cfg.prompt.type == "deep")
+    return [(st.start, st.end, stage_shape(st, gated)) for st in stages]
+
+
 def schedule_costs(cfg, src_len: int, tgt_len: int, total_steps: int | None = None) -> list[dict]:
     """Per-stage training FLOPs per step, relative to the full model's, and each stage's steps."""
-    from fpt.growth import reduces_decoder, resolve_stages
     from fpt.models import get_family
-    from fpt.task_kinds import get_kind
     dims = model_dims(cfg.model)
-    family = get_family(cfg.model)
     total_steps = total_steps or cfg.trainer.max_steps
-    shallow = cfg.prompt.length if cfg.prompt.type == "shallow" else 0  # no model built: the config's prompt
-    deep = cfg.prompt.length if cfg.prompt.type == "deep" else 0
-    common = dict(dims=dims, batch=cfg.trainer.batch_size, src_len=src_len, tgt_len=tgt_len if family.seq2seq else 0,
-                  shallow=shallow, deep=deep, backbone_trains=cfg.prompt.type == "none")
+    common = dict(dims=dims, batch=cfg.trainer.batch_size, src_len=src_len,
+                  tgt_len=tgt_len if get_family(cfg.model).seq2seq else 0, **_prompt_shape(cfg))
     full = step_flops(**common)
-    if not cfg.schedule.stages:
+    stages = _stage_shapes(cfg, dims, total_steps)
+    if not stages:
         return [{"stage": 0, "steps": total_steps, "layers": dims["layers"], "ffn_width": dims["ffn"],
                  "step_flops": full, "relative": 1.0}]
     rows = []
-    decoder = reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text)
-    for k, st in enumerate(resolve_stages(cfg.schedule, dims, total_steps, decoder)):
-        shape = {"layers": {s: len(v) for s, v in st.layers.items()}, "ffn_width": dict(st.ffn)}
+    for k, (start, end, shape) in enumerate(stages):
         flops = step_flops(**common, **shape)
-        rows.append({"stage": k, "steps": st.end - st.start, **shape, "step_flops": flops, "relative": flops / full})
+        rows.append({"stage": k, "steps": end - start, **shape, "step_flops": flops, "relative": flops / full})
     return rows
+
+
+def run_flops(cfg) -> int:
+    """The training FLOPs a run of cfg logs (results.json `train_flops`), re-derived without running a model: the
+    training set is read and batched as the trainer does (fpt.batching.train_stream, each batch padded to its
+    longest row) and every step is counted by fpt.flops.step_flops at its stage's shape. For a study's FLOPs
+    after the counter changed (benchmarks/README.md); one process, trainer.grad_accum=1, trainer.max_steps."""
+    from fpt.batching import collate, train_stream
+    from fpt.models import get_family, load_tokenizer
+    from fpt.task_kinds import get_kind
+    from fpt.tasks import read_rows
+    if cfg.trainer.grad_accum != 1 or not cfg.trainer.max_steps:
+        raise ValueError("run_flops re-derives runs with trainer.grad_accum=1 and trainer.max_steps set")
+    family, kind, tokenizer = get_family(cfg.model), get_kind(cfg.task), load_tokenizer(cfg.model)
+    features = kind.features(cfg.task, read_rows(cfg.task, "train"), tokenizer, family.seq2seq,
+                             cfg.model.target_prefix, train=True)
+    total = cfg.trainer.max_steps
+    stream = train_stream(features, cfg.trainer.batch_size, cfg.seed, cfg.trainer.group_by_length, end=total)
+    dims = model_dims(cfg.model)
+    stages = _stage_shapes(cfg, dims, total) or [(0, total, {})]
+    flops = 0
+    for start, end, shape in stages:
+        for step in range(start, end):
+            batch = collate([features[i] for i in stream.indices(step)], tokenizer.pad_token_id or 0)
+            tgt = batch["labels"].shape[1] if family.seq2seq else 0
+            flops += step_flops(dims, *batch["input_ids"].shape, tgt, **_prompt_shape(cfg), **shape)
+    return flops
 
 
 def check_stages(cfg, src_len: int, tgt_len: int, batch: int = 1) -> list[dict]:
@@ -211,6 +296,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--src-len", type=int, help="input tokens per example (default: task.max_length)")
     parser.add_argument("--tgt-len", type=int, default=10, help="target tokens per example (T5; default 10)")
     parser.add_argument("--check", action="store_true", help="also count each stage's real model with ptflops")
+    parser.add_argument("--replay", action="store_true", help="also the run's total training FLOPs from its own "
+                        "batches (reads the training data, runs no model) and the same run's with schedule=none")
     args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     cfg = compose(*overrides)
     src_len = args.src_len or cfg.task.max_length
@@ -229,6 +316,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ours = total_ratio(schedule_costs(paper_cfg, PAPER_SHAPE[0], PAPER_SHAPE[1]))
         print(f"at the paper's shapes ({PAPER_SHAPE[0]} input + 20 prompt tokens, {PAPER_SHAPE[1]} target tokens): "
               f"{ours:.3f}   FPT paper: {paper:.2f}")
+    if args.replay:
+        ours, vanilla = run_flops(cfg), run_flops(compose(*overrides, "schedule=none"))
+        print(f"this run's batches: {ours} training FLOPs (results.json train_flops); with schedule=none: "
+              f"{vanilla}; ratio {ours / vanilla:.3f}")
     if args.check:
         print("ptflops (aten backend, SDPA hooked) on each stage's model, forward + backward, batch 1:")
         for r in check_stages(cfg, src_len, args.tgt_len):

@@ -10,7 +10,10 @@ convention of the other families. When a module carries `fpt_prefix = (prefix_k,
   - the content->position and position->content terms are computed for the real tokens only, and the
     prefix columns get no relative-position bias (zero), as T5's relative bias in fpt/prompts.py:
     a prefix has no position;
-  - the attention mask gets P columns, visible unless `visible` says otherwise.
+  - the attention mask gets P columns, visible unless `visible` says otherwise (and not to a padded query row,
+    which DeBERTa masks entirely);
+  - with a gate (schedule.new_layer_prefix=gate), the prefix's share is scaled by it as in the other families'
+    kernel (fpt/prompts.py: the attention without prefix plus one pass on a doubled batch).
 
 `fpt_capture` (a list) records the keys and values computed before any prefix, as the kernel does.
 The maths run either as DeBERTa's own eager code (model.attn_implementation=eager) or through
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfAttention
 
+from ..prompts import gate_values, gated_output
 from .bert import BertFamily
 
 KERNELS = ("sdpa", "eager")
@@ -60,9 +64,27 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
             bias = self.disentangled_attention_bias(query, key, relative_pos, self.pos_dropout(rel_embeddings),
                                                     scale_factor)
         mask = attention_mask.bool()  # [B, 1, Lq, Lk], True = may attend
-        if self.fpt_prefix is not None:
+        probs = None
+        if self.fpt_prefix is not None and self.fpt_prefix[3] is not None:  # a gated prefix (fpt/prompts.py)
+            plain, _ = self._attend(query, key, value, bias, mask, batch, scale)
             key, value, bias, mask = self._with_prefix(key, value, bias, mask, batch, q_len)
+            both, _ = self._attend(torch.cat([query, query]), torch.cat([key, key]),
+                                   gate_values(value, self.fpt_prefix[0].shape[-2]),
+                                   None if bias is None else torch.cat([bias, bias]), torch.cat([mask, mask]),
+                                   2 * batch, scale)
+            context = gated_output(plain, both, self.fpt_prefix[3], batch)
+        else:
+            if self.fpt_prefix is not None:
+                key, value, bias, mask = self._with_prefix(key, value, bias, mask, batch, q_len)
+            context, probs = self._attend(query, key, value, bias, mask, batch, scale)
+        context = context.permute(0, 2, 1, 3).reshape(batch, q_len, heads * head_dim)
+        return context, (probs if output_attentions else None)
 
+    def _attend(self, query, key, value, bias, mask, batch: int, scale: float):
+        """The attention of queries [B*H, Lq, D] to keys and values [B*H, Lk, D] with the relative-position scores
+        `bias` ([B*H, Lq, Lk] or None) and keep-mask `mask` ([B, 1, Lq, Lk]): context [B, H, Lq, D] and the
+        probabilities (eager; None with sdpa)."""
+        heads, (q_len, head_dim) = self.num_attention_heads, query.shape[1:]
         if self.fpt_kernel == "sdpa":
             additive = torch.zeros(mask.shape, dtype=query.dtype, device=query.device) if bias is None else \
                 bias.view(batch, heads, q_len, -1).to(query.dtype)
@@ -71,23 +93,17 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
                 query.view(batch, heads, q_len, head_dim), key.view(batch, heads, -1, head_dim),
                 value.view(batch, heads, -1, head_dim), attn_mask=additive,
                 dropout_p=self.dropout.p if self.training else 0.0, scale=1.0 / scale)
-            probs = None
-        else:
-            scores = torch.bmm(query, key.transpose(-1, -2) / scale)
-            if bias is not None:
-                scores = scores + bias
-            scores = scores.view(batch, heads, q_len, -1).masked_fill(~mask, torch.finfo(query.dtype).min)
-            probs = nn.functional.softmax(scores, dim=-1)
-            context = torch.bmm(self.dropout(probs).view(batch * heads, q_len, -1), value)
-            context = context.view(batch, heads, q_len, head_dim)
-        context = context.permute(0, 2, 1, 3).reshape(batch, q_len, heads * head_dim)
-        return context, (probs if output_attentions else None)
+            return context, None
+        scores = torch.bmm(query, key.transpose(-1, -2) / scale)
+        if bias is not None:
+            scores = scores + bias
+        scores = scores.view(batch, heads, q_len, -1).masked_fill(~mask, torch.finfo(query.dtype).min)
+        probs = nn.functional.softmax(scores, dim=-1)
+        context = torch.bmm(self.dropout(probs).view(batch * heads, q_len, -1), value)
+        return context.view(batch, heads, q_len, head_dim), probs
 
     def _with_prefix(self, key, value, bias, mask, batch: int, q_len: int):
-        prefix_k, prefix_v, visible, gate = self.fpt_prefix
-        if gate is not None:
-            raise ValueError("schedule.new_layer_prefix=gate is not implemented for DeBERTa's attention: "
-                             "use schedule.new_layer_prefix=init or copy")
+        prefix_k, prefix_v, visible, _ = self.fpt_prefix
         heads, length, head_dim = prefix_k.shape
 
         def flat(prefix):  # [H, P, D] -> [B*H, P, D], heads inner as transpose_for_scores lays them out
@@ -97,7 +113,9 @@ class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
         value = torch.cat([flat(prefix_v), value], dim=1)
         if bias is not None:  # a prefix has no position: zero bias for its columns
             bias = torch.cat([bias.new_zeros(bias.shape[0], q_len, length), bias], dim=-1)
-        keep = torch.ones(batch, 1, q_len, length, dtype=torch.bool, device=mask.device)
+        # DeBERTa masks a padded query row entirely: it sees no prefix either (a row with only the prefix visible
+        # would give a gated site's mixture a zero denominator at gate 0, fpt/prompts.py)
+        keep = mask.any(dim=-1, keepdim=True).expand(batch, 1, q_len, length)
         if visible is not None:
             keep = keep & visible.to(mask.device).view(1, 1, 1, length)
         mask = torch.cat([keep, mask.expand(batch, 1, q_len, mask.shape[-1])], dim=-1)
@@ -136,6 +154,21 @@ class DebertaFamily(BertFamily):
 
     def dims(self, config):
         head_dim = getattr(config, "attention_head_size", None) or config.hidden_size // config.num_attention_heads
-        return dict(hidden=config.hidden_size, heads=config.num_attention_heads, head_dim=head_dim,
-                    ffn=config.intermediate_size, layers={"encoder": config.num_hidden_layers},
-                    vocab=config.vocab_size)
+        out = dict(hidden=config.hidden_size, heads=config.num_attention_heads, head_dim=head_dim,
+                   ffn=config.intermediate_size, layers={"encoder": config.num_hidden_layers},
+                   vocab=config.vocab_size)
+        if getattr(config, "relative_attention", False):  # disentangled attention's extra products (fpt.flops)
+            out["relative"] = relative_dims(config)
+        return out
+
+
+def relative_dims(config) -> dict:
+    """What DisentangledSelfAttention.disentangled_attention_bias multiplies, per layer: the 2k relative-position
+    embeddings (k = position_buckets if > 0, else max_relative_positions, else max_position_embeddings) through
+    `projections` of the layer's Linears, then the c2p (queries) and p2c (keys) scores against them."""
+    span = config.position_buckets if getattr(config, "position_buckets", -1) > 0 else (
+        config.max_relative_positions if getattr(config, "max_relative_positions", -1) >= 1
+        else config.max_position_embeddings)
+    terms = [t for t in ("c2p", "p2c") if t in (config.pos_att_type or [])]
+    shared = getattr(config, "share_att_key", False)
+    return {"positions": 2 * span, "terms": terms, "projections": 2 if shared else len(terms)}

@@ -3,7 +3,7 @@ exactness against the untouched Hugging Face model, gradients at every layer, an
 prefix which never enters an attention fails loudly. Shallow prompts: trained, read, and masked exactly."""
 import pytest
 import torch
-from helpers import compose
+from helpers import GROWTH_STAGES, TINY_FPT, compose
 from transformers import AutoModel
 
 from fpt.models import build_model, load_tokenizer
@@ -194,3 +194,18 @@ def test_a_deberta_model_passes_the_start_up_checks():
     from fpt.validate import check_model
     cfg = compose("model=tiny-deberta", "prompt=shallow")
     check_model(cfg.model, cfg.task)
+
+
+def test_a_gated_deberta_growth_run_crosses_its_stage_changes(tmp_path):
+    """schedule.new_layer_prefix=gate on DeBERTa (it failed at the first stage change): a 4-layer tiny-deberta grown
+    2 -> 3 -> 4 layers trains through both changes, the gates of the joining layers learn, and the logged FLOPs
+    count their extra attention passes (more than the same run without gates)."""
+    from fpt.trainer import Trainer
+    settings = ["model=tiny-deberta", *TINY_FPT[1:], "schedule=fpt", GROWTH_STAGES, "prompt.dropout=0"]
+    gated = Trainer(compose(*settings, "schedule.new_layer_prefix=gate", f"output_root={tmp_path}"), tmp_path / "gate")
+    results = gated.run()
+    assert results["status"] == "completed" and gated.growth.stage_index == 2
+    gates = gated.model.deep.gates
+    assert sorted(gates) == ["1", "2"] and all(g.item() != 0 for g in gates.values())  # stage 0 kept 0 and 3
+    plain = Trainer(compose(*settings, f"output_root={tmp_path}"), tmp_path / "init").run()
+    assert results["train_flops"] > plain["train_flops"]

@@ -1,4 +1,4 @@
-"""FPT growth on tiny random BERT and T5: layer selection, exact partial models, expansion, prompts, resume."""
+"""FPT growth on tiny random BERT and T5 (and DeBERTa's gates): layer selection, exact partial models, expansion, prompts, resume."""
 import copy
 import json
 import math
@@ -16,7 +16,8 @@ from fpt.task_kinds import get_kind
 
 torch.set_num_threads(1)
 SIX_LAYERS = {"tiny-bert": ["model.from_config.num_hidden_layers=6"],
-              "tiny-t5": ["model.from_config.num_layers=6", "model.from_config.num_decoder_layers=6"]}
+              "tiny-t5": ["model.from_config.num_layers=6", "model.from_config.num_decoder_layers=6"],
+              "tiny-deberta": ["model.from_config.num_hidden_layers=6"]}
 
 
 def _model(name: str, prompt: str = "deep", *extra: str):
@@ -478,7 +479,7 @@ def _gated_model(name: str, attn: str = "sdpa"):
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5", "tiny-deberta"])
 def test_gate_at_zero_is_bitwise_the_model_without_the_joined_prefixes(name, attn):
     model, growth, batch, kept = _gated_model(name, attn)
     deep = model.deep
@@ -515,7 +516,7 @@ def test_gate_at_zero_is_bitwise_the_model_without_the_joined_prefixes(name, att
     assert (ungated - without).abs().max() > 1e-3  # the joined prefixes do matter at full strength
 
 
-@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5"])
+@pytest.mark.parametrize("name", ["tiny-bert", "tiny-t5", "tiny-deberta"])
 def test_a_negative_gate_acts_as_zero_and_can_come_back(name):
     """A gate the optimizer pushes below 0 (seen on MiniLM: the mixture's denominator 1 - m + g*m reached 0 and the
     loss went NaN) counts as 0: finite, bitwise the model without those prefixes, and its gradient still flows."""
