@@ -58,12 +58,14 @@ def evaluate(cfg) -> float:
 
 
 # --------------------------------------------------------------------------- before Hydra writes anything
-def check_eval_run(run, checkpoint) -> None:
+def check_eval_run(config) -> None:
     """eval.py's `run=` is a training run folder with a complete config.yaml and the checkpoint's tensors."""
     from .evaluate_run import resolve_run_dir, run_config, tensor_file
-    folder = resolve_run_dir(run)
+    if OmegaConf.is_missing(config, "run"):
+        raise ValueError("run= is missing: give the training run's folder, e.g. run=outputs/demo")
+    folder = resolve_run_dir(config.run)
     run_config(folder)
-    tensor_file(folder, checkpoint)
+    tensor_file(folder, config.checkpoint)
 
 
 class RunFolderCheck(Callback):
@@ -77,9 +79,9 @@ class RunFolderCheck(Callback):
     def on_run_start(self, config, **kwargs) -> None:
         try:
             if self.eval:
-                check_eval_run(config.run, config.checkpoint)
+                check_eval_run(config)
             check_writable(OmegaConf.select(config, "hydra.run.dir"))
-        except (ConfigError, OSError, ValueError) as err:
+        except (OSError, ValueError) as err:  # ConfigError is a ValueError
             raise SystemExit(f"{type(err).__name__}: {err}") from None
 
     def on_multirun_start(self, config, **kwargs) -> None:

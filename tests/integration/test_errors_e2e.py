@@ -55,7 +55,9 @@ def test_unwritable_run_folder_is_refused_before_hydra_writes(tmp_path, kind):
     assert not run.is_dir() or not any(run.iterdir())
 
 
-def test_eval_of_a_folder_that_is_no_run_or_whose_config_is_cut_short_writes_nothing(tmp_path):
+def test_eval_without_a_run_or_of_a_folder_that_is_no_run_or_whose_config_is_cut_short_writes_nothing(tmp_path):
+    proc = run_python(str(ROOT / "eval.py"))
+    assert proc.returncode == 1 and "ValueError: run= is missing" in proc.stderr, proc.stderr[-2000:]
     proc = run_python(str(ROOT / "eval.py"), f"run={tmp_path / 'typo'}")
     assert proc.returncode == 1
     assert f"FileNotFoundError: run={tmp_path / 'typo'}: no config.yaml there" in proc.stderr, proc.stderr[-2000:]
