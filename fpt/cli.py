@@ -70,15 +70,15 @@ def check_eval_run(config) -> None:
 
 class RunFolderCheck(Callback):
     """Refuse, before Hydra creates the job folder and opens its log file there, a folder that cannot be written
-    (and for eval.py, `eval=true`, a `run=` that is no training run). The message is the one fpt's own checks
-    give (docs/errors.md); the process exits with status 1 and nothing is written."""
+    (and for eval.py, `scores_a_run=true`, a `run=` that is no training run). The message is the one fpt's own
+    checks give (docs/errors.md); the process exits with status 1 and nothing is written."""
 
-    def __init__(self, eval: bool = False):
-        self.eval = eval
+    def __init__(self, scores_a_run: bool = False):
+        self.scores_a_run = scores_a_run
 
     def on_run_start(self, config, **kwargs) -> None:
         try:
-            if self.eval:
+            if self.scores_a_run:
                 check_eval_run(config)
             check_writable(OmegaConf.select(config, "hydra.run.dir"))
         except (OSError, ValueError) as err:  # ConfigError is a ValueError

@@ -94,9 +94,11 @@ def test_every_console_script_runs_from_another_folder(venv, tmp_path):
     console(venv, "fpt-train", *tiny_run(2, 2, 20), "logger=csv", "hydra.run.dir=run", "output_root=.", cwd=tmp_path)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "completed" and results["steps"] == 2, results
+    assert (tmp_path / "run" / "train.log").is_file()
 
     console(venv, "fpt-eval", "run=run", "trainer.device=cpu", cwd=tmp_path)
     [out] = (tmp_path / "run" / "eval").iterdir()  # the default folder: <run>/eval/best-<date>_<time>
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["run"] == str((tmp_path / "run").resolve()) and summary["metrics"] == results["best"]
     assert len((out / "predictions.jsonl").read_text().splitlines()) == summary["examples"] == 20
+    assert (out / "eval.log").is_file() and "accuracy" in (out / "eval.log").read_text()

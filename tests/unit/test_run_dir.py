@@ -215,7 +215,7 @@ def test_unwritable_job_folder_is_refused_before_hydra_creates_it(tmp_path):
 
 
 def test_eval_of_a_folder_that_is_no_run_writes_nothing(tmp_path):
-    check = RunFolderCheck(eval=True)
+    check = RunFolderCheck(scores_a_run=True)
     with pytest.raises(SystemExit, match=re.escape("ValueError: run= is missing: give the training run's folder")):
         check.on_run_start(compose_hydra(config_name="eval"))
     with pytest.raises(SystemExit, match=re.escape(f"FileNotFoundError: run={tmp_path / 'typo'}: no config.yaml")):
