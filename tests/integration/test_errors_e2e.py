@@ -33,11 +33,15 @@ def test_typo_end_to_end(tmp_path):
     assert "promt" in proc.stderr, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("kind", ["a file in the way", "read-only folder"])
+@pytest.mark.parametrize("kind", ["a file in the way", "read-only folder", "a folder that takes no files"])
 def test_unwritable_run_folder_is_refused_before_hydra_writes(tmp_path, kind):
-    if kind == "read-only folder":  # the folder exists, so Hydra's own failure was opening train.log there
+    if kind == "a folder that takes no files":  # exists, so Hydra's own failure was opening train.log there
+        run = Path("/proc/self")  # no file can be created there, also by root (Linux)
+        if not run.is_dir():
+            pytest.skip("no /proc on this system")
+    elif kind == "read-only folder":  # the same failure for a user other than root
         if os.geteuid() == 0:
-            pytest.skip("root writes into read-only folders (the file-in-the-way case runs as root too)")
+            pytest.skip("root writes into read-only folders (/proc/self: the same failure, as root too)")
         run = tmp_path / "locked"
         run.mkdir()
         run.chmod(0o555)
@@ -47,12 +51,12 @@ def test_unwritable_run_folder_is_refused_before_hydra_writes(tmp_path, kind):
     try:
         proc = train(run)
     finally:
-        if run.is_dir():
+        if kind == "read-only folder":
             run.chmod(0o755)
     assert proc.returncode == 1
     assert f"ConfigError: run folder {run}: cannot write there" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "Unable to configure handler" not in proc.stderr
-    assert not run.is_dir() or not any(run.iterdir())
+    assert kind == "a folder that takes no files" or not run.is_dir() or not any(run.iterdir())
 
 
 def test_eval_without_a_run_or_of_a_folder_that_is_no_run_or_whose_config_is_cut_short_writes_nothing(tmp_path):

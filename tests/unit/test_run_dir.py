@@ -202,7 +202,7 @@ def test_a_key_added_later_at_its_old_value_keeps_older_runs_identity(tmp_path, 
 
 # --------------------------------------------------------------------------- before Hydra writes (fpt/cli.py)
 def test_unwritable_job_folder_is_refused_before_hydra_creates_it(tmp_path):
-    """A file in the way (unwritable for root too; the read-only folder: tests/integration/test_errors_e2e.py)."""
+    """A file in the way (unwritable for root too; a read-only folder and /proc/self: test_errors_e2e.py)."""
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     check = RunFolderCheck()
