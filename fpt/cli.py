@@ -1,7 +1,13 @@
-"""Console scripts (pyproject.toml [project.scripts]): `fpt-train` is `python train.py`, from any directory.
+"""Console scripts (pyproject.toml [project.scripts]): `fpt-train` is `python train.py`, `fpt-eval` is
+`python eval.py`, from any directory (the configs ship inside the package).
 
     fpt-train task=rte model=roberta-large prompt=deep     # the same overrides as train.py
     fpt-train --cfg job                                    # print the composed config
+    fpt-eval run=outputs/demo split=eval                   # the same overrides as eval.py
+
+`RunFolderCheck` (a Hydra callback, conf/config.yaml and conf/eval.yaml) refuses an unusable folder before
+Hydra creates it and opens its log file there: a job folder that cannot be written, and for eval.py a `run=`
+that is no training run (so a typo creates no `<typo>/eval/...` folder).
 """
 from __future__ import annotations
 
@@ -12,10 +18,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.experimental.callback import Callback  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from . import CONF_DIR  # noqa: E402
 from .config import register_configs  # noqa: E402
+from .validate import ConfigError, check_writable  # noqa: E402
 
 register_configs()
 
@@ -37,13 +46,46 @@ def train(cfg) -> float:
     return results["best"].get(results["metric"], float("nan"))
 
 
-def evaluate():
-    """`fpt-eval`: score a trained run (fpt/evaluate_run.py's `main`, a Hydra entry point of its own)."""
-    try:
-        from .evaluate_run import main
-    except ModuleNotFoundError as err:
-        if err.name != f"{__package__}.evaluate_run":
-            raise
-        raise SystemExit("fpt-eval: this installation of fpt has no fpt/evaluate_run.py (the evaluation entry point); "
-                         "update fpt") from err
-    return main()
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
+def evaluate(cfg) -> float:
+    """Score a trained run's prompt (fpt/evaluate_run.py); returns the task's selection metric (NaN without gold
+    labels)."""
+    from .evaluate_run import evaluate_run  # torch: imported once the command line composed
+    summary = evaluate_run(cfg.run, HydraConfig.get().runtime.output_dir, split=cfg.split, data=cfg.data,
+                           checkpoint=cfg.checkpoint, device=cfg.trainer.device, data_format=cfg.data_format,
+                           batch_size=cfg.trainer.eval_batch_size, bf16=cfg.trainer.bf16)
+    return summary["metrics"].get(summary["metric"], float("nan"))
+
+
+# --------------------------------------------------------------------------- before Hydra writes anything
+def check_eval_run(config) -> None:
+    """eval.py's `run=` is a training run folder with a complete config.yaml and the checkpoint's tensors."""
+    from .evaluate_run import resolve_run_dir, run_config, tensor_file
+    if OmegaConf.is_missing(config, "run"):
+        raise ValueError("run= is missing: give the training run's folder, e.g. run=outputs/demo")
+    folder = resolve_run_dir(config.run)
+    run_config(folder)
+    tensor_file(folder, config.checkpoint)
+
+
+class RunFolderCheck(Callback):
+    """Refuse, before Hydra creates the job folder and opens its log file there, a folder that cannot be written
+    (and for eval.py, `scores_a_run=true`, a `run=` that is no training run). The message is the one fpt's own
+    checks give (docs/errors.md); the process exits with status 1 and nothing is written."""
+
+    def __init__(self, scores_a_run: bool = False):
+        self.scores_a_run = scores_a_run
+
+    def on_run_start(self, config, **kwargs) -> None:
+        try:
+            if self.scores_a_run:
+                check_eval_run(config)
+            check_writable(OmegaConf.select(config, "hydra.run.dir"))
+        except (OSError, ValueError) as err:  # ConfigError is a ValueError
+            raise SystemExit(f"{type(err).__name__}: {err}") from None
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        try:
+            check_writable(OmegaConf.select(config, "hydra.sweep.dir"))
+        except ConfigError as err:
+            raise SystemExit(f"{type(err).__name__}: {err}") from None

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf, open_dict
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .tasks import TaskDataError, read_rows
 
 log = logging.getLogger("fpt")
 CHECKPOINTS = ("best", "final")
 SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+# what rebuilding a run reads from its config.yaml; `seed` is written after the groups, so a file cut short
+# anywhere in them lacks it too
+RUN_KEYS = ("model", "task", "prompt", "schedule", "optim", "trainer", "seed")
 
 
 @dataclass
@@ -51,7 +55,16 @@ def run_config(run_dir: Path):
     if not path.is_file():
         raise FileNotFoundError(f"run={run_dir}: no config.yaml there; give the folder train.py wrote "
                                 f"(it holds config.yaml, results.json, trainable_best.safetensors)")
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not a readable run config ({type(err).__name__}: {err}); expected the "
+                         f"config.yaml train.py wrote") from None
+    missing = [key for key in RUN_KEYS if not isinstance(cfg, DictConfig) or key not in cfg]
+    if missing:
+        raise ValueError(f"{path}: the run's config lacks {', '.join(missing)} (cut short or edited?); expected the "
+                         f"whole config.yaml train.py wrote (its keys: {', '.join(RUN_KEYS)}, ...)")
+    return cfg
 
 
 def tensor_file(run_dir: Path, checkpoint: str) -> Path:

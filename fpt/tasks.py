@@ -8,6 +8,7 @@ YAML file in conf/task/; this module only interprets those fields.
 """
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from .batching import Features
 
 BUNDLED_DATA = Path(__file__).parent / "data"
+log = logging.getLogger("fpt")
 
 
 class TaskDataError(ValueError):
@@ -128,6 +130,26 @@ def read_rows(task, split: str) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- checking rows
+def training_set_warnings(task, rows: list[dict], batch_size: int) -> list[str]:
+    """What a training set that trains, but not as meant, deserves a word about (logged, and returned): a batch
+    larger than the set (each batch repeats its rows), and a classification set holding one class only."""
+    cap = f", task.max_train_samples={task.max_train_samples}" if task.max_train_samples is not None else ""
+    warnings = []
+    if batch_size > len(rows):
+        warnings.append(f"trainer.batch_size={batch_size} is larger than the training set of task {task.name} "
+                        f"({len(rows)} rows{cap}): every batch holds each row about {batch_size / len(rows):.0f} "
+                        f"times; expected a batch size of at most {len(rows)}")
+    if task.type == "classification" and len(task.labels) > 1:
+        seen = {str(row.get(task.label_field)).strip().lower() for row in rows}
+        if len(seen) == 1:
+            warnings.append(f"the training set of task {task.name} ({len(rows)} rows{cap}) holds one class only: "
+                            f"{task.label_field}={rows[0].get(task.label_field)!r} of task.labels "
+                            f"{list(task.labels)}; the model can only learn to predict it")
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
+
+
 def columns(row: dict) -> list[str]:
     return sorted(k for k in row if k != "_source")
 

@@ -32,7 +32,7 @@ from .loggers import build_loggers, check_loggers, scalars_of
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
 from .batching import collate, train_stream
-from .tasks import read_rows
+from .tasks import read_rows, training_set_warnings
 from .task_kinds import get_kind
 
 
@@ -234,6 +234,8 @@ class Trainer:
         rows = read_rows(self.task, split)
         if not rows:
             raise ValueError(f"task {self.task.name}: split {split!r} has no rows")
+        if split == "train" and self.is_main:
+            training_set_warnings(self.task, rows, self.tcfg.batch_size)
         return self.kind.features(self.task, rows, self.tokenizer, self.seq2seq, self.cfg.model.target_prefix,
                                   train=split == "train")
 

@@ -6,9 +6,24 @@ with its line.
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 from pathlib import Path
 
 from .common import FormatError, json_lines
+
+# a field may be as long as a line of text can be (the csv module stops at 128 KiB; a document or a passage
+# of a benchmark file can be longer); 2**31 - 1 fits a C long everywhere
+FIELD_LIMIT = 2**31 - 1
+
+
+@contextmanager
+def field_limit(limit: int):
+    """The csv module's field size limit (process-wide) set while reading, restored after."""
+    old = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def read_table(path: Path, task) -> list[dict]:
@@ -21,9 +36,15 @@ def read_table(path: Path, task) -> list[dict]:
     names = list(task.column_names) if task.column_names else None
     skip_header = bool(task.header)
     rows, end = [], 0
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f, field_limit(FIELD_LIMIT):
         reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        for fields in reader:
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:  # a field longer than FIELD_LIMIT
+                raise FormatError(f"{path}:{end + 1}: not readable as {task.format.upper()} ({err})") from None
             line, end = end + 1, reader.line_num
             if not fields or fields == [""]:
                 continue

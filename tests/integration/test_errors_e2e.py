@@ -1,8 +1,10 @@
-"""Bad input end to end: `python train.py` shows the message and the exit code (in-process cases:
+"""Bad input end to end: `python train.py` / `eval.py` shows the message and the exit code (in-process cases:
 tests/unit/test_errors.py; docs/errors.md explains each error)."""
+import os
 from pathlib import Path
 
-from helpers import ERRORS_TINY as TINY, TSV, leaves_nothing_complete, sst2_files, train_py
+import pytest
+from helpers import ERRORS_TINY as TINY, ROOT, TSV, leaves_nothing_complete, run_python, sst2_files, train_py
 
 
 def train(run_dir: Path, *overrides: str):
@@ -29,3 +31,54 @@ def test_typo_end_to_end(tmp_path):
     proc = train(tmp_path / "run", "promt=deep")
     assert proc.returncode != 0
     assert "promt" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["a file in the way", "read-only folder", "a folder that takes no files"])
+def test_unwritable_run_folder_is_refused_before_hydra_writes(tmp_path, kind):
+    if kind == "a folder that takes no files":  # exists, so Hydra's own failure was opening train.log there
+        run = Path("/proc/self")  # no file can be created there, also by root (Linux)
+        if not run.is_dir():
+            pytest.skip("no /proc on this system")
+    elif kind == "read-only folder":  # the same failure for a user other than root
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders (/proc/self: the same failure, as root too)")
+        run = tmp_path / "locked"
+        run.mkdir()
+        run.chmod(0o555)
+    else:
+        (tmp_path / "a-file").write_text("not a folder")
+        run = tmp_path / "a-file" / "run"
+    try:
+        proc = train(run)
+    finally:
+        if kind == "read-only folder":
+            run.chmod(0o755)
+    assert proc.returncode == 1
+    assert f"ConfigError: run folder {run}: cannot write there" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "Unable to configure handler" not in proc.stderr
+    assert kind == "a folder that takes no files" or not run.is_dir() or not any(run.iterdir())
+
+
+def test_eval_without_a_run_or_of_a_folder_that_is_no_run_or_whose_config_is_cut_short_writes_nothing(tmp_path):
+    proc = run_python(str(ROOT / "eval.py"))
+    assert proc.returncode == 1 and "ValueError: run= is missing" in proc.stderr, proc.stderr[-2000:]
+    proc = run_python(str(ROOT / "eval.py"), f"run={tmp_path / 'typo'}")
+    assert proc.returncode == 1
+    assert f"FileNotFoundError: run={tmp_path / 'typo'}: no config.yaml there" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "typo").exists()  # not even <typo>/eval/...
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.yaml").write_text("model:\n  name: tiny-bert\n")  # a copy interrupted early
+    proc = run_python(str(ROOT / "eval.py"), f"run={cut}")
+    assert proc.returncode == 1
+    assert f"{cut / 'config.yaml'}: the run's config lacks task, prompt, schedule, optim, trainer, seed" in proc.stderr
+    assert [p.name for p in cut.iterdir()] == ["config.yaml"]
+
+
+def test_a_batch_larger_than_a_one_class_training_set_trains_with_two_warnings(tmp_path):
+    overrides = sst2_files(tmp_path / "data", train=TSV + "good movie\t1\nfine movie\t1\nnice movie\t1\n")
+    proc = train(tmp_path / "run", *overrides)  # trainer.batch_size=8 (ERRORS_TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trainer.batch_size=8 is larger than the training set of task sst2 (3 rows)" in proc.output
+    assert "the training set of task sst2 (3 rows) holds one class only: label='1' of task.labels ['0', '1']" in (
+        proc.output)

@@ -1,10 +1,10 @@
-"""fpt as an installed package: the checkout's conf/ is the package's; outputs follow the umask; fpt-eval names a
-missing module. The wheel's contents and installed layout: tests/integration/test_wheel.py.
+"""fpt as an installed package: the checkout's conf/ is the package's; outputs follow the umask. The wheel's
+contents, installed layout and console scripts (run from another folder): tests/integration/test_wheel.py.
 
-(CI also installs the wheel into a fresh virtual environment and runs `fpt-train` from another folder: .ci/run.)
+(CI also installs the package into a fresh virtual environment and runs `fpt-train` and `fpt-eval` from another
+folder: .ci/run.)
 """
 import os
-import sys
 
 import pytest
 import torch
@@ -34,9 +34,3 @@ def test_outputs_are_as_readable_as_the_umask_says(tmp_path, umask):
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == dict.fromkeys(["a.json", "b.yaml", "c.safetensors", "d.pt", "e.safetensors"], 0o666 & ~umask)
 
-
-def test_fpt_eval_without_its_module_says_so(monkeypatch):
-    from fpt.cli import evaluate
-    monkeypatch.setitem(sys.modules, "fpt.evaluate_run", None)  # a fpt without the evaluation entry point
-    with pytest.raises(SystemExit, match=r"fpt-eval: .* no fpt/evaluate_run.py"):
-        evaluate()

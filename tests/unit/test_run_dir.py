@@ -1,17 +1,22 @@
 """Run folders: another config's run is refused (naming the keys), one process per folder, SIGTERM -> checkpoint ->
 resume bitwise, the data is part of a run's identity, a fresh start leaves no stale log lines, a damaged checkpoint
-is named. Runs are in-process (fpt.run.main on a composed config); the kills, signals and second processes are in
+is named, an unwritable folder (and eval's run= that is no run) is refused before Hydra writes. Runs are
+in-process (fpt.run.main on a composed config); the kills, signals and second processes are in
 tests/integration/test_run_dir_processes.py."""
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, assert_same_run, run_dir_cfg as cfg_of, run_in_process as run
+from helpers import ROOT, RUN_DIR_TINY as TINY, assert_same_run, compose_hydra, run_dir_cfg as cfg_of
+from helpers import run_in_process as run
+from omegaconf import OmegaConf
 
+from fpt.cli import RunFolderCheck
 from fpt.run_folder import RunFolderError
 
 DATA = ROOT / "fpt" / "data" / "sample_sentiment"
@@ -193,3 +198,33 @@ def test_a_key_added_later_at_its_old_value_keeps_older_runs_identity(tmp_path, 
     assert key not in before and after[key] == new
     assert {k: v for k, v in after.items() if k != key} == before
     assert fingerprint(before) != fingerprint(after)
+
+
+# --------------------------------------------------------------------------- before Hydra writes (fpt/cli.py)
+def test_unwritable_job_folder_is_refused_before_hydra_creates_it(tmp_path):
+    """A file in the way (unwritable for root too; a read-only folder and /proc/self: test_errors_e2e.py)."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    check = RunFolderCheck()
+    with pytest.raises(SystemExit, match=re.escape(f"ConfigError: run folder {blocked / 'run'}: cannot write there")):
+        check.on_run_start(compose_hydra(*TINY, f"hydra.run.dir={blocked / 'run'}"))
+    with pytest.raises(SystemExit, match=re.escape(f"ConfigError: run folder {blocked / 'sweep'}: cannot write")):
+        check.on_multirun_start(compose_hydra(*TINY, f"hydra.sweep.dir={blocked / 'sweep'}"))
+    check.on_run_start(compose_hydra(*TINY, f"hydra.run.dir={tmp_path / 'fine'}"))  # a writable one passes
+    assert (tmp_path / "fine").is_dir()
+
+
+def test_eval_of_a_folder_that_is_no_run_writes_nothing(tmp_path):
+    check = RunFolderCheck(scores_a_run=True)
+    with pytest.raises(SystemExit, match=re.escape("ValueError: run= is missing: give the training run's folder")):
+        check.on_run_start(compose_hydra(config_name="eval"))
+    with pytest.raises(SystemExit, match=re.escape(f"FileNotFoundError: run={tmp_path / 'typo'}: no config.yaml")):
+        check.on_run_start(compose_hydra(f"run={tmp_path / 'typo'}", config_name="eval"))
+    cut = tmp_path / "cut"  # config.yaml cut short (a copy interrupted): named, with what it lacks
+    cut.mkdir()
+    whole = OmegaConf.to_yaml(cfg_of(root=tmp_path)).splitlines(keepends=True)
+    (cut / "config.yaml").write_text("".join(whole[:whole.index("trainer:\n") + 3]))  # cut within trainer
+    with pytest.raises(SystemExit, match=re.escape(f"ValueError: {cut / 'config.yaml'}: the run's config lacks "
+                                                   f"seed (cut short or edited?)")):
+        check.on_run_start(compose_hydra(f"run={cut}", config_name="eval"))
+    assert not (tmp_path / "typo").exists() and [p.name for p in cut.iterdir()] == ["config.yaml"]

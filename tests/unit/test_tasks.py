@@ -1,6 +1,9 @@
 """Task kinds without training: official-format readers, checks with clear errors, features, heads, scoring."""
 import io
+import csv
 import json
+import logging
+import re
 
 import pytest
 import sentencepiece
@@ -15,7 +18,8 @@ from fpt.task_kinds import get_kind
 from fpt.task_kinds.record import clean_passage
 from fpt.task_kinds.token_classification import spans, tags_from_text
 from fpt.batching import collate
-from fpt.tasks import TaskDataError, read_rows
+from fpt.readers import tabular
+from fpt.tasks import TaskDataError, read_rows, training_set_warnings
 
 torch.set_num_threads(1)
 
@@ -405,3 +409,30 @@ def test_real_glue_tsv_rows_equal_pandas(shared_data):
         if split == "train":
             ours = sorted(ours, key=lambda r: int(r["_source"].rsplit(":", 1)[1]))
         assert [{k: v for k, v in r.items() if k != "_source"} for r in ours] == frame.to_dict("records"), name
+
+
+# --------------------------------------------------------------------------- long fields, thin training sets
+def test_a_tsv_field_of_a_megabyte_is_read_whole_and_an_unreadable_one_names_file_and_line(tmp_path, monkeypatch):
+    long = "word " * 200_000  # 1 MB: past the csv module's own field limit (128 KiB)
+    write(tmp_path / "train.tsv", f"sentence\tlabel\nshort\t0\n{long}\t1\n")
+    task = task_cfg("sst2", tmp_path)
+    limit = csv.field_size_limit()
+    rows = read_rows(task, "train")
+    assert sorted((r["sentence"], r["label"]) for r in rows) == [("short", "0"), (long, "1")]
+    assert csv.field_size_limit() == limit  # the process-wide limit is the caller's again
+    monkeypatch.setattr(tabular, "FIELD_LIMIT", 1000)
+    with pytest.raises(TaskDataError, match=re.escape(f"{tmp_path / 'train.tsv'}:3: not readable as TSV (field "
+                                                      f"larger than field limit (1000))")):
+        read_rows(task, "train")
+
+
+def test_training_set_warnings_name_the_batch_the_rows_and_the_one_class(tmp_path, caplog):
+    write(tmp_path / "train.tsv", "sentence\tlabel\n" + "a fine film\t1\n" * 3)
+    task = task_cfg("sst2", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="fpt"):
+        warnings = training_set_warnings(task, read_rows(task, "train"), batch_size=100_000)
+    assert [r.getMessage() for r in caplog.records] == warnings and len(warnings) == 2
+    assert warnings[0].startswith("trainer.batch_size=100000 is larger than the training set of task sst2 (3 rows)")
+    assert "holds one class only: label='1' of task.labels ['0', '1']" in warnings[1]
+    write(tmp_path / "train.tsv", "sentence\tlabel\na fine film\t1\na dull film\t0\n")
+    assert training_set_warnings(task, read_rows(task, "train"), batch_size=2) == []
