@@ -10,14 +10,20 @@ cuda/mps device, and the data files are read with the standard library (hub data
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import tempfile
 import traceback
+from dataclasses import MISSING as NO_DEFAULT, fields
 from pathlib import Path
 
-from .config import EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from . import CONF_DIR
+from .config import (EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS, PROMPT_INITS,
+                     ModelConfig, OptimConfig, PromptConfig, ScheduleConfig, TaskConfig, TrainerConfig)
 
 
 class ConfigError(ValueError):
@@ -97,6 +103,7 @@ def check_prompt(p, task) -> None:
     one_of("prompt.type", p.type, ["none", "shallow", "deep"])
     if p.type != "none":
         positive_int("prompt.length", p.length)
+        one_of("prompt.init", p.init, PROMPT_INITS[p.type])
     if p.type == "shallow":  # soft tokens before the input; a deep prefix may be longer (P-tuning v2 CoNLL04: 144)
         need(p.length <= task.max_length, "prompt.length", p.length,
              f"at most task.max_length={task.max_length} for a shallow prompt (soft tokens longer than the input "
@@ -211,6 +218,179 @@ def max_positions(config: dict) -> int | None:
     return limit
 
 
+# --------------------------------------------------------------------------- options that do not apply
+# A value the code never reads under the other choices (or reads without effect) would be recorded in the run's
+# config and identity while training exactly as without it: a silent wrong result. A key left at its default is
+# accepted (it is no one's choice); any other value is refused, naming the key and the choice that makes it idle.
+# docs/errors.md ("Options that do not apply") lists these rules.
+SCHEMAS = {"model": ModelConfig, "task": TaskConfig, "prompt": PromptConfig, "schedule": ScheduleConfig,
+           "optim": OptimConfig, "trainer": TrainerConfig}
+
+
+@functools.cache
+def schema_default(group: str, key: str):
+    """The default of `group.key` in its structured config (fpt/config.py)."""
+    spec = next(f for f in fields(SCHEMAS[group]) if f.name == key)
+    return spec.default_factory() if spec.default_factory is not NO_DEFAULT else spec.default
+
+
+def plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def idle(node, group: str, keys, why: str, default=NO_DEFAULT) -> None:
+    """Refuse a value other than the default for each of `keys` of `node` (config group `group`): `why` says
+    under which choice the code does not read it."""
+    for key in [keys] if isinstance(keys, str) else keys:
+        value = plain(node[key])
+        expected = schema_default(group, key) if default is NO_DEFAULT else default
+        if value != expected:
+            raise ConfigError(f"{group}.{key}={value!r}: has no effect {why}; expected it left at its default "
+                              f"{expected!r} (or a choice that reads it)")
+
+
+def no_prompt_length() -> int:
+    """prompt.length under prompt=none: conf/prompt/none.yaml's value (results record it as the prompt length)."""
+    return OmegaConf.load(CONF_DIR / "prompt" / "none.yaml").length
+
+
+def check_prompt_applies(p) -> None:
+    if p.type == "none":
+        why = "with prompt.type='none' (full fine-tuning: there is no prompt)"
+        idle(p, "prompt", "length", why, default=no_prompt_length())
+        idle(p, "prompt", ["init", "init_range", "init_text", "projection", "projection_hidden", "dropout"], why)
+        return
+    if p.type == "shallow":
+        idle(p, "prompt", ["projection", "projection_hidden", "dropout"],
+             "with prompt.type='shallow' (the projection MLP and the prefix dropout are deep prompts' only)")
+        if p.init != "uniform":
+            idle(p, "prompt", "init_range", f"with prompt.init={p.init!r} (the half-width of init=uniform only)")
+    else:
+        idle(p, "prompt", "init_range", "with prompt.type='deep' (the half-width of a shallow prompt's uniform "
+                                        "init; deep prefixes start N(0, 1))")
+        if not p.projection:
+            idle(p, "prompt", "projection_hidden", "with prompt.projection=false (the projection MLP's width)")
+        elif p.init != "normal":
+            raise ConfigError(f"prompt.init={p.init!r}: sets the prefix directly, which the projection MLP "
+                              f"(prompt.projection=true) replaces; expected prompt.init=normal or "
+                              f"prompt.projection=false")
+    if p.init != "text":
+        idle(p, "prompt", "init_text", f"with prompt.init={p.init!r} (the text of init=text only)")
+
+
+def check_schedule_applies(s, prompt_type: str, seq2seq: bool) -> None:
+    stages = plain(s.stages)
+    if not stages:
+        idle(s, "schedule", ["reduce_decoder", "new_layer_prefix", "keep_layers", "stage_warmup_steps",
+                             "eval_final_at_stage_end", "size", "num_score_examples", "score_seed", "scores_path"],
+             f"with schedule={s.name} (no stages: the full model trains throughout)")
+        return
+    if prompt_type == "none":
+        raise ConfigError(f"schedule={s.name}: grows a frozen model under a prompt, and prompt.type='none' trains "
+                          f"every weight; expected prompt=shallow or deep, or schedule=none")
+    drops = any(stage.get("layers") is not None for stage in stages)
+    if not drops:
+        idle(s, "schedule", "keep_layers", f"with schedule={s.name} (no stage drops layers)")
+    if prompt_type != "deep":
+        idle(s, "schedule", "new_layer_prefix", f"with prompt.type={prompt_type!r} (a joining layer's prefix: "
+                                                f"deep prompts only)")
+    elif not (drops and len(stages) > 1):
+        idle(s, "schedule", "new_layer_prefix", f"with schedule={s.name} (no layer joins: no stage drops layers "
+                                                f"that a later stage adds)")
+    if len(stages) < 2:
+        idle(s, "schedule", ["stage_warmup_steps", "eval_final_at_stage_end"],
+             f"with schedule={s.name} (one stage: there is no stage change)")
+    if not seq2seq:
+        idle(s, "schedule", "reduce_decoder", "with an encoder model (model.family bert or deberta: no decoder)")
+    if not any(stage.get("ffn_ratio", 1.0) < 1 for stage in stages):
+        idle(s, "schedule", ["num_score_examples", "score_seed", "scores_path"],
+             f"with schedule={s.name} (no stage narrows the FFN, so no activation scores are computed)")
+    if "schedule.size" not in str(OmegaConf.to_container(s.stages, resolve=False)):
+        idle(s, "schedule", "size", f"with schedule={s.name} (its stages do not use ${{schedule.size}}, as "
+                                    f"partial_ld/fr/cr do)")
+
+
+def check_model_applies(m, task, seq2seq: bool) -> None:
+    if m.from_config:
+        if m.name_or_path != m.name:
+            raise ConfigError(f"model.name_or_path={m.name_or_path!r}: not read: model.from_config builds model "
+                              f"{m.name} with random weights (model.name_or_path is then only its label); expected "
+                              f"model.from_config=null to load {m.name_or_path!r}, or model.name_or_path left at "
+                              f"{m.name!r}")
+        idle(m, "model", "device_map", "with model.from_config (random weights are built, not loaded)")
+    if seq2seq:
+        why = "with model.family='t5' (text-to-text: no classification head)"
+        idle(m, "model", ["pooling", "head_dropout"], why)
+        idle(m, "model", "attention_dropout", "with model.family='t5' (T5 has one dropout rate: model.dropout)")
+        if task.generate_max_tokens is not None:
+            idle(m, "model", "max_new_tokens", f"with task.generate_max_tokens={task.generate_max_tokens} (the "
+                                               f"task's decoding length wins)")
+    else:
+        idle(m, "model", ["target_prefix", "max_new_tokens"],
+             f"with model.family={m.family!r} (an encoder with a head: nothing is generated)")
+
+
+# task.<key>: the task kinds (task.type) that read it
+KIND_KEYS = {"span_qa": ["doc_stride", "n_best", "max_answer_length", "null_threshold", "allow_no_answer",
+                         "no_answer_text"],
+             "token_classification": ["tokens_field", "tags_field", "tag_scheme", "tag_types", "predicate_field"],
+             "multiple_choice": ["choice_fields"], "generation": ["target"]}
+KIND_KEYS_SHARED = {"answers_field": ("span_qa", "record"), "group_field": ("classification", "multiple_choice",
+                                                                           "regression")}
+
+
+def check_task_applies(task, seq2seq: bool) -> None:
+    for kind, keys in KIND_KEYS.items():
+        if task.type != kind:
+            idle(task, "task", keys, f"with task.type={task.type!r} (read by {kind} tasks only)")
+    for key, kinds in KIND_KEYS_SHARED.items():
+        if task.type not in kinds:
+            idle(task, "task", key, f"with task.type={task.type!r} (read by {' and '.join(kinds)} tasks only)")
+    if task.type == "span_qa":
+        if seq2seq:
+            idle(task, "task", ["doc_stride", "n_best", "max_answer_length", "null_threshold"],
+                 "with model.family='t5' (span QA as text-to-text: the answer is generated, not a scored span)")
+        else:
+            idle(task, "task", "no_answer_text", "with an encoder model (the T5 target of unanswerable questions)")
+            if not task.allow_no_answer:
+                idle(task, "task", "null_threshold", "with task.allow_no_answer=false (SQuAD 2.0's no-answer "
+                                                     "threshold)")
+    if not seq2seq:
+        idle(task, "task", "generate_min_tokens", "with an encoder model (nothing is generated)")
+    if task.format != "conll":
+        idle(task, "task", "conll_columns", f"with task.format={task.format!r} (format conll only)")
+    if task.format not in ("tsv", "csv"):
+        idle(task, "task", ["header", "column_names"], f"with task.format={task.format!r} (tsv and csv only)")
+
+
+def check_optim_applies(o) -> None:
+    if o.name == "adamw":
+        idle(o, "optim", ["scale_parameter", "relative_step", "warmup_init"], "with optim.name='adamw' (Adafactor only)")
+    else:
+        idle(o, "optim", ["betas", "eps"], f"with optim.name={o.name!r} (AdamW only)")
+    if o.schedule != "exponential":
+        idle(o, "optim", "decay_per_epoch", f"with optim.schedule={o.schedule!r} (exponential only)")
+    if o.warmup_steps:
+        idle(o, "optim", "warmup_ratio", f"with optim.warmup_steps={o.warmup_steps} (the step count wins)")
+
+
+def check_trainer_applies(t) -> None:
+    if t.max_steps is not None:
+        idle(t, "trainer", "epochs", f"with trainer.max_steps={t.max_steps} (the step count sets the run's length; "
+                                     f"trainer.max_steps=null trains by epochs)")
+
+
+def check_applicable(cfg) -> None:
+    """Every option that does not apply to the config's choices is at its default (see the rules above)."""
+    seq2seq = cfg.model.family == "t5"
+    check_prompt_applies(cfg.prompt)
+    check_schedule_applies(cfg.schedule, cfg.prompt.type, seq2seq)
+    check_model_applies(cfg.model, cfg.task, seq2seq)
+    check_task_applies(cfg.task, seq2seq)
+    check_optim_applies(cfg.optim)
+    check_trainer_applies(cfg.trainer)
+
+
 # --------------------------------------------------------------------------- device, folder, data
 def check_device(name: str) -> None:
     """trainer.device names a device this machine has (auto, free and cpu always pass; torch only for cuda/mps)."""
@@ -292,6 +472,7 @@ def _check_all(cfg, run_dir) -> None:
     check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
     check_schedule(cfg.schedule)
+    check_applicable(cfg)
     check_model(cfg.model, cfg.task)
     check_device(cfg.trainer.device)
     if run_dir is not None:
