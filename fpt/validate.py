@@ -278,11 +278,16 @@ def check_prompt_applies(p) -> None:
         idle(p, "prompt", "init_text", f"with prompt.init={p.init!r} (the text of init=text only)")
 
 
-def check_schedule_applies(s, prompt_type: str, seq2seq: bool) -> None:
+SCORE_KEYS = ["num_score_examples", "score_seed", "scores_path"]  # the activation scores (fpt/scores.py)
+
+
+def check_schedule_applies(s, prompt_type: str, seq2seq: bool, computes_scores: bool = False) -> None:
+    """`computes_scores`: the caller computes the activation scores whatever the stages (tools/scores.py)."""
     stages = plain(s.stages)
+    scores = [] if computes_scores else SCORE_KEYS
     if not stages:
         idle(s, "schedule", ["reduce_decoder", "new_layer_prefix", "keep_layers", "stage_warmup_steps",
-                             "eval_final_at_stage_end", "size", "num_score_examples", "score_seed", "scores_path"],
+                             "eval_final_at_stage_end", "size", *scores],
              f"with schedule={s.name} (no stages: the full model trains throughout)")
         return
     if prompt_type == "none":
@@ -303,7 +308,7 @@ def check_schedule_applies(s, prompt_type: str, seq2seq: bool) -> None:
     if not seq2seq:
         idle(s, "schedule", "reduce_decoder", "with an encoder model (model.family bert or deberta: no decoder)")
     if not any(stage.get("ffn_ratio", 1.0) < 1 for stage in stages):
-        idle(s, "schedule", ["num_score_examples", "score_seed", "scores_path"],
+        idle(s, "schedule", scores,
              f"with schedule={s.name} (no stage narrows the FFN, so no activation scores are computed)")
     if "schedule.size" not in str(OmegaConf.to_container(s.stages, resolve=False)):
         idle(s, "schedule", "size", f"with schedule={s.name} (its stages do not use ${{schedule.size}}, as "
@@ -380,11 +385,12 @@ def check_trainer_applies(t) -> None:
                                      f"trainer.max_steps=null trains by epochs)")
 
 
-def check_applicable(cfg) -> None:
-    """Every option that does not apply to the config's choices is at its default (see the rules above)."""
+def check_applicable(cfg, computes_scores: bool = False) -> None:
+    """Every option that does not apply to the config's choices is at its default (see the rules above);
+    `computes_scores`: the schedule.* keys of the activation scores are read anyway (tools/scores.py)."""
     seq2seq = cfg.model.family == "t5"
     check_prompt_applies(cfg.prompt)
-    check_schedule_applies(cfg.schedule, cfg.prompt.type, seq2seq)
+    check_schedule_applies(cfg.schedule, cfg.prompt.type, seq2seq, computes_scores)
     check_model_applies(cfg.model, cfg.task, seq2seq)
     check_task_applies(cfg.task, seq2seq)
     check_optim_applies(cfg.optim)
@@ -439,12 +445,13 @@ def check_data(task, seq2seq: bool) -> None:
         kind.check_rows(task, preload_rows(task, split), seq2seq)
 
 
-def check_config(cfg, run_dir: Path | str | None = None) -> None:
+def check_config(cfg, run_dir: Path | str | None = None, computes_scores: bool = False) -> None:
     """Every start-up check, cheapest first; raises ConfigError (or TaskDataError for data files).
 
-    With a run folder, a failure is also recorded there as a failed results.json (a sweep's report lists it)."""
+    With a run folder, a failure is also recorded there as a failed results.json (a sweep's report lists it).
+    `computes_scores`: the caller computes activation scores whatever the schedule (tools/scores.py)."""
     try:
-        _check_all(cfg, run_dir)
+        _check_all(cfg, run_dir, computes_scores)
     except Exception as err:
         if run_dir is not None:
             record_failure(cfg, Path(run_dir), err)
@@ -465,14 +472,14 @@ def record_failure(cfg, run_dir: Path, err: Exception) -> None:
         pass  # an unwritable folder: the error itself still reaches the user
 
 
-def _check_all(cfg, run_dir) -> None:
+def _check_all(cfg, run_dir, computes_scores: bool = False) -> None:
     seq2seq = cfg.model.family == "t5"
     check_trainer(cfg.trainer)
     check_optim(cfg.optim)
     check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
     check_schedule(cfg.schedule)
-    check_applicable(cfg)
+    check_applicable(cfg, computes_scores)
     check_model(cfg.model, cfg.task)
     check_device(cfg.trainer.device)
     if run_dir is not None:

@@ -299,3 +299,12 @@ def test_model_positions_from_its_config():
     assert max_positions({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
     assert max_positions({"model_type": "t5", "n_positions": 512}) is None  # relative positions: no limit
     check_config(compose(*TINY, "model=tiny-t5", "task.max_length=2000"))  # accepted for T5
+
+
+def test_score_keys_apply_to_the_score_command():
+    """schedule.num_score_examples / score_seed / scores_path do nothing in a run without an FFN-narrowing stage,
+    but tools/scores.py computes the scores whatever the schedule: there they apply."""
+    cfg = compose(*TINY, "schedule.num_score_examples=10")
+    with pytest.raises(ConfigError, match="schedule.num_score_examples=10: has no effect with schedule=none"):
+        check_config(cfg)
+    check_config(cfg, computes_scores=True)
