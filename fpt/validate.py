@@ -380,6 +380,9 @@ def check_optim_applies(o) -> None:
 
 
 def check_trainer_applies(t) -> None:
+    if not t.gradient_checkpointing:
+        idle(t, "trainer", "checkpoint_layers", "with trainer.gradient_checkpointing=false (the share of the layers "
+                                                "checkpointed)")
     if t.max_steps is not None:
         idle(t, "trainer", "epochs", f"with trainer.max_steps={t.max_steps} (the step count sets the run's length; "
                                      f"trainer.max_steps=null trains by epochs)")

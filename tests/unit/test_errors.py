@@ -168,6 +168,8 @@ CASES = [
      ["optim.decay_per_epoch=0.9", "with optim.schedule='linear'"]),
     ("warm-up ratio under warm-up steps", ["optim.warmup_steps=2", "optim.warmup_ratio=0.1"], ConfigError,
      ["optim.warmup_ratio=0.1", "with optim.warmup_steps=2"]),
+    ("checkpointed share without checkpointing", ["trainer.checkpoint_layers=0.5"], ConfigError,
+     ["trainer.checkpoint_layers=0.5", "with trainer.gradient_checkpointing=false"]),
     ("epochs under max_steps", ["trainer.epochs=3"], ConfigError,
      ["trainer.epochs=3", "with trainer.max_steps=4", "trainer.max_steps=null"]),
 ]
