@@ -344,6 +344,20 @@ KIND_KEYS_SHARED = {"answers_field": ("span_qa", "record"), "group_field": ("cla
                                                                            "regression")}
 
 
+TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_max_tokens"]
+
+
+@functools.cache
+def task_file_value(name: str, key: str):
+    """task.<key> as conf/task/<name>.yaml gives it (the schema's default where the file does not set it);
+    NO_DEFAULT when no task file has this name."""
+    path = CONF_DIR / "task" / f"{name}.yaml"
+    if not path.is_file():
+        return NO_DEFAULT
+    node = OmegaConf.load(path)
+    return plain(node[key]) if key in node else schema_default("task", key)
+
+
 def check_task_applies(task, seq2seq: bool) -> None:
     for kind, keys in KIND_KEYS.items():
         if task.type != kind:
@@ -362,6 +376,10 @@ def check_task_applies(task, seq2seq: bool) -> None:
                                                      "threshold)")
     if not seq2seq:
         idle(task, "task", "generate_min_tokens", "with an encoder model (nothing is generated)")
+        for key in TEXT_TO_TEXT_KEYS:  # a task file gives them for T5: its values are the task's defaults
+            default = task_file_value(task.name, key)
+            if default is not NO_DEFAULT:
+                idle(task, "task", key, "with an encoder model (T5's text-to-text form only)", default=default)
     if task.format != "conll":
         idle(task, "task", "conll_columns", f"with task.format={task.format!r} (format conll only)")
     if task.format not in ("tsv", "csv"):

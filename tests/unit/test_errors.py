@@ -154,6 +154,8 @@ CASES = [
      ["task.no_answer_text='none'", "with an encoder model"]),
     ("no-answer threshold without no-answer questions", ["task=squad", "task.null_threshold=1.0"], ConfigError,
      ["task.null_threshold=1.0", "task.allow_no_answer=false"]),
+    ("T5 task option on an encoder", ["task.verbalizers=[bad,good]"], ConfigError,
+     ["task.verbalizers=['bad', 'good']", "T5's text-to-text form only", "default ['negative', 'positive']"]),
     ("decoding minimum on an encoder", ["task.generate_min_tokens=3"], ConfigError,
      ["task.generate_min_tokens=3", "nothing is generated"]),
     ("CoNLL columns of a TSV task", ["task.conll_columns=[0,3]"], ConfigError,
