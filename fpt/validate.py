@@ -1,8 +1,8 @@
 """Start-up checks: a config or data error is reported in seconds, before a run folder is written.
 
 `check_config(cfg, run_dir)` (called once by fpt.run.main) checks every numeric field with a meaning, the
-choices the code dispatches on, the device, the model (its folder, and task.max_length against its position
-embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
+choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
+the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
 Imports stay light: the model check reads config.json (no transformers), torch is imported only for a
@@ -402,8 +402,8 @@ def check_trainer_applies(t) -> None:
         idle(t, "trainer", "checkpoint_layers", "with trainer.gradient_checkpointing=false (the share of the layers "
                                                 "checkpointed)")
     if t.max_steps is not None:
-        idle(t, "trainer", "epochs", f"with trainer.max_steps={t.max_steps} (the step count sets the run's length; "
-                                     f"trainer.max_steps=null trains by epochs)")
+        idle(t, "trainer", "epochs", f"with trainer.max_steps={t.max_steps} (the step count sets the run's length: "
+                                     f"trainer.epochs=null trains by steps, trainer.max_steps=null by epochs)")
 
 
 def check_applicable(cfg, computes_scores: bool = False) -> None:

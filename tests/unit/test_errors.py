@@ -173,7 +173,7 @@ CASES = [
     ("checkpointed share without checkpointing", ["trainer.checkpoint_layers=0.5"], ConfigError,
      ["trainer.checkpoint_layers=0.5", "with trainer.gradient_checkpointing=false"]),
     ("epochs under max_steps", ["trainer.epochs=3"], ConfigError,
-     ["trainer.epochs=3", "with trainer.max_steps=4", "trainer.max_steps=null"]),
+     ["trainer.epochs=3", "with trainer.max_steps=4", "trainer.epochs=null trains by steps"]),
 ]
 
 
