@@ -249,15 +249,22 @@ def idle(node, group: str, keys, why: str, default=NO_DEFAULT) -> None:
                               f"{expected!r} (or a choice that reads it)")
 
 
-def no_prompt_length() -> int:
-    """prompt.length under prompt=none: conf/prompt/none.yaml's value (results record it as the prompt length)."""
-    return OmegaConf.load(CONF_DIR / "prompt" / "none.yaml").length
+@functools.cache
+def file_value(group: str, name: str, key: str):
+    """`group.key` as the group's file conf/<group>/<name>.yaml gives it (a choice's own default: partial_ld's
+    schedule.size 0.5, prompt=none's length 0), the schema's default where the file does not set it; NO_DEFAULT
+    (idle(): the schema's default) when the group has no file of this name."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        return NO_DEFAULT
+    node = OmegaConf.load(path)
+    return plain(node[key]) if key in node else schema_default(group, key)
 
 
 def check_prompt_applies(p) -> None:
     if p.type == "none":
         why = "with prompt.type='none' (full fine-tuning: there is no prompt)"
-        idle(p, "prompt", "length", why, default=no_prompt_length())
+        idle(p, "prompt", "length", why, default=file_value("prompt", "none", "length"))
         idle(p, "prompt", ["init", "init_range", "init_text", "projection", "projection_hidden", "dropout"], why)
         return
     if p.type == "shallow":
@@ -312,7 +319,7 @@ def check_schedule_applies(s, prompt_type: str, seq2seq: bool, computes_scores: 
              f"with schedule={s.name} (no stage narrows the FFN, so no activation scores are computed)")
     if "schedule.size" not in str(OmegaConf.to_container(s.stages, resolve=False)):
         idle(s, "schedule", "size", f"with schedule={s.name} (its stages do not use ${{schedule.size}}, as "
-                                    f"partial_ld/fr/cr do)")
+                                    f"partial_ld/fr/cr do)", default=file_value("schedule", s.name, "size"))
 
 
 def check_model_applies(m, task, seq2seq: bool) -> None:
@@ -342,20 +349,7 @@ KIND_KEYS = {"span_qa": ["doc_stride", "n_best", "max_answer_length", "null_thre
              "multiple_choice": ["choice_fields"], "generation": ["target"]}
 KIND_KEYS_SHARED = {"answers_field": ("span_qa", "record"), "group_field": ("classification", "multiple_choice",
                                                                            "regression")}
-
-
-TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_max_tokens"]
-
-
-@functools.cache
-def task_file_value(name: str, key: str):
-    """task.<key> as conf/task/<name>.yaml gives it (the schema's default where the file does not set it);
-    NO_DEFAULT when no task file has this name."""
-    path = CONF_DIR / "task" / f"{name}.yaml"
-    if not path.is_file():
-        return NO_DEFAULT
-    node = OmegaConf.load(path)
-    return plain(node[key]) if key in node else schema_default("task", key)
+TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_max_tokens"]  # T5 only
 
 
 def check_task_applies(task, seq2seq: bool) -> None:
@@ -377,8 +371,8 @@ def check_task_applies(task, seq2seq: bool) -> None:
     if not seq2seq:
         idle(task, "task", "generate_min_tokens", "with an encoder model (nothing is generated)")
         for key in TEXT_TO_TEXT_KEYS:  # a task file gives them for T5: its values are the task's defaults
-            default = task_file_value(task.name, key)
-            if default is not NO_DEFAULT:
+            default = file_value("task", task.name, key)
+            if default is not NO_DEFAULT:  # (a task without a file of its name is not checked)
                 idle(task, "task", key, "with an encoder model (T5's text-to-text form only)", default=default)
     if task.format != "conll":
         idle(task, "task", "conll_columns", f"with task.format={task.format!r} (format conll only)")
