@@ -368,6 +368,14 @@ def check_task_applies(task, seq2seq: bool) -> None:
             if not task.allow_no_answer:
                 idle(task, "task", "null_threshold", "with task.allow_no_answer=false (SQuAD 2.0's no-answer "
                                                      "threshold)")
+    if task.type == "token_classification" and task.tag_types:
+        idle(task, "task", "labels", f"with task.tag_types={plain(task.tag_types)} (the tags are O and B-/I- of each "
+                                     f"type)")
+    if task.text_variant is not None:
+        default = file_value("task", task.name, "text_fields")
+        if default is not NO_DEFAULT:
+            idle(task, "task", "text_fields", f"with task.text_variant={task.text_variant!r} (the variant's fields "
+                                              f"are read instead)", default=default)
     if not seq2seq:
         idle(task, "task", "generate_min_tokens", "with an encoder model (nothing is generated)")
         for key in TEXT_TO_TEXT_KEYS:  # a task file gives them for T5: its values are the task's defaults
