@@ -340,6 +340,12 @@ def check_model_applies(m, task, seq2seq: bool) -> None:
     else:
         idle(m, "model", ["target_prefix", "max_new_tokens"],
              f"with model.family={m.family!r} (an encoder with a head: nothing is generated)")
+        if task.type in ("token_classification", "span_qa"):  # the model file's value is its default (DeBERTa: cls)
+            idle(m, "model", "pooling", f"with task.type={task.type!r} (a head on every token: nothing is pooled)",
+                 default=file_value("model", m.name, "pooling"))
+        if task.type == "span_qa":
+            idle(m, "model", "head_dropout", "with task.type='span_qa' (the span head has no dropout)",
+                 default=file_value("model", m.name, "head_dropout"))
 
 
 # task.<key>: the task kinds (task.type) that read it

@@ -173,8 +173,8 @@ def test_every_experiment_and_search_job_passes_the_applicability_check(group, n
 
 def test_every_shipped_model_task_prompt_schedule_passes_the_applicability_check():
     """Every model x task x prompt x schedule file of conf/, assembled from the group nodes as composed (the model's
-    with the recipe it picks: optim, trainer). The rules couple a task with the model family only, and a schedule
-    with the prompt and the family, so every model x task x prompt (schedule=none) and every model x prompt x
+    with the recipe it picks: optim, trainer). The rules couple a task with the model only, and a schedule with the
+    prompt and the model family, so every model x task x prompt (schedule=none) and every model x prompt x
     schedule (the default task) is checked; a growth schedule under prompt=none is the one combination refused."""
     from types import SimpleNamespace
 
