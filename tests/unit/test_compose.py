@@ -200,3 +200,26 @@ def test_every_shipped_model_task_prompt_schedule_passes_the_applicability_check
                 checked += 1
     models, tasks, prompts, schedules = (len(_configs(g)) for g in ("model", "task", "prompt", "schedule"))
     assert checked + refused == models * prompts * (tasks + schedules) and refused == models * (schedules - 1)
+
+
+def test_every_documented_train_command_passes_the_applicability_check():
+    """Each `python train.py ...` of README.md and docs/*.md (test_docs_commands reads them) as composed with the
+    first value of every swept override, and once with each further value of it: none is refused (but the
+    refusals docs/errors.md shows)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from test_docs_commands import documented_commands, first_values
+
+    from fpt.validate import check_applicable
+    parser, checked = OverridesParser.create(), 0
+    for cmd in [c for c in documented_commands() if c.kind == "train" and not c.where.startswith("docs/errors.md")]:
+        base = first_values(cmd.args)
+        jobs = [base]
+        for i, text in enumerate(cmd.args):
+            override = parser.parse_override(text)
+            if override.is_sweep_override() and not override.is_interval_sweep():
+                key = override.get_key_element()
+                jobs += [[*base[:i], f"{key}={v}", *base[i + 1:]] for v in list(override.sweep_string_iterator())[1:]]
+        for job in jobs:
+            check_applicable(compose(*job))
+            checked += 1
+    assert checked > 50
