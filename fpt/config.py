@@ -176,6 +176,8 @@ LR_SCHEDULES = ("linear", "constant", "exponential")
 EVAL_STRATEGIES = ("steps", "epoch")
 NEW_LAYER_PREFIXES = ("init", "copy", "gate")  # schedule.new_layer_prefix (ScheduleConfig says what each does)
 KEEP_LAYER_CHOICES = ("spread", "bottom")      # schedule.keep_layers (fpt/growth.py:KEEP_LAYERS)
+PROMPT_INITS = {"shallow": ("uniform", "vocab", "text"),  # prompt.init per prompt.type (fpt/prompts.py ShallowPrompt,
+                "deep": ("normal", "vocab", "text")}      # fpt/models/wrappers.py PromptedModel)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -1,8 +1,8 @@
 """Start-up checks: a config or data error is reported in seconds, before a run folder is written.
 
 `check_config(cfg, run_dir)` (called once by fpt.run.main) checks every numeric field with a meaning, the
-choices the code dispatches on, the device, the model (its folder, and task.max_length against its position
-embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
+choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
+the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
 Imports stay light: the model check reads config.json (no transformers), torch is imported only for a
@@ -10,14 +10,20 @@ cuda/mps device, and the data files are read with the standard library (hub data
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import tempfile
 import traceback
+from dataclasses import MISSING as NO_DEFAULT, fields
 from pathlib import Path
 
-from .config import EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from . import CONF_DIR
+from .config import (EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS, PROMPT_INITS,
+                     ModelConfig, OptimConfig, PromptConfig, ScheduleConfig, TaskConfig, TrainerConfig)
 
 
 class ConfigError(ValueError):
@@ -97,6 +103,7 @@ def check_prompt(p, task) -> None:
     one_of("prompt.type", p.type, ["none", "shallow", "deep"])
     if p.type != "none":
         positive_int("prompt.length", p.length)
+        one_of("prompt.init", p.init, PROMPT_INITS[p.type])
     if p.type == "shallow":  # soft tokens before the input; a deep prefix may be longer (P-tuning v2 CoNLL04: 144)
         need(p.length <= task.max_length, "prompt.length", p.length,
              f"at most task.max_length={task.max_length} for a shallow prompt (soft tokens longer than the input "
@@ -211,6 +218,214 @@ def max_positions(config: dict) -> int | None:
     return limit
 
 
+# --------------------------------------------------------------------------- options that do not apply
+# A value the code never reads under the other choices (or reads without effect) would be recorded in the run's
+# config and identity while training exactly as without it: a silent wrong result. A key left at its default is
+# accepted (it is no one's choice); any other value is refused, naming the key and the choice that makes it idle.
+# docs/errors.md ("Options that do not apply") lists these rules.
+SCHEMAS = {"model": ModelConfig, "task": TaskConfig, "prompt": PromptConfig, "schedule": ScheduleConfig,
+           "optim": OptimConfig, "trainer": TrainerConfig}
+
+
+@functools.cache
+def schema_default(group: str, key: str):
+    """The default of `group.key` in its structured config (fpt/config.py)."""
+    spec = next(f for f in fields(SCHEMAS[group]) if f.name == key)
+    return spec.default_factory() if spec.default_factory is not NO_DEFAULT else spec.default
+
+
+def plain(value):
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def idle(node, group: str, keys, why: str, default=NO_DEFAULT) -> None:
+    """Refuse a value other than the default for each of `keys` of `node` (config group `group`): `why` says
+    under which choice the code does not read it."""
+    for key in [keys] if isinstance(keys, str) else keys:
+        value = plain(node[key])
+        expected = schema_default(group, key) if default is NO_DEFAULT else default
+        if value != expected:
+            raise ConfigError(f"{group}.{key}={value!r}: has no effect {why}; expected it left at its default "
+                              f"{expected!r} (or a choice that reads it)")
+
+
+@functools.cache
+def file_value(group: str, name: str, key: str):
+    """`group.key` as the group's file conf/<group>/<name>.yaml gives it (a choice's own default: partial_ld's
+    schedule.size 0.5, prompt=none's length 0), the schema's default where the file does not set it; NO_DEFAULT
+    (idle(): the schema's default) when the group has no file of this name."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    if not path.is_file():
+        return NO_DEFAULT
+    node = OmegaConf.load(path)
+    return plain(node[key]) if key in node else schema_default(group, key)
+
+
+def check_prompt_applies(p) -> None:
+    if p.type == "none":
+        why = "with prompt.type='none' (full fine-tuning: there is no prompt)"
+        idle(p, "prompt", "length", why, default=file_value("prompt", "none", "length"))
+        idle(p, "prompt", ["init", "init_range", "init_text", "projection", "projection_hidden", "dropout"], why)
+        return
+    if p.type == "shallow":
+        idle(p, "prompt", ["projection", "projection_hidden", "dropout"],
+             "with prompt.type='shallow' (the projection MLP and the prefix dropout are deep prompts' only)")
+        if p.init != "uniform":
+            idle(p, "prompt", "init_range", f"with prompt.init={p.init!r} (the half-width of init=uniform only)")
+    else:
+        idle(p, "prompt", "init_range", "with prompt.type='deep' (the half-width of a shallow prompt's uniform "
+                                        "init; deep prefixes start N(0, 1))")
+        if not p.projection:
+            idle(p, "prompt", "projection_hidden", "with prompt.projection=false (the projection MLP's width)")
+        elif p.init != "normal":
+            raise ConfigError(f"prompt.init={p.init!r}: sets the prefix directly, which the projection MLP "
+                              f"(prompt.projection=true) replaces; expected prompt.init=normal or "
+                              f"prompt.projection=false")
+    if p.init != "text":
+        idle(p, "prompt", "init_text", f"with prompt.init={p.init!r} (the text of init=text only)")
+
+
+SCORE_KEYS = ["num_score_examples", "score_seed", "scores_path"]  # the activation scores (fpt/scores.py)
+
+
+def check_schedule_applies(s, prompt_type: str, seq2seq: bool, computes_scores: bool = False) -> None:
+    """`computes_scores`: the caller computes the activation scores whatever the stages (tools/scores.py)."""
+    stages = plain(s.stages)
+    scores = [] if computes_scores else SCORE_KEYS
+    if not stages:
+        idle(s, "schedule", ["reduce_decoder", "new_layer_prefix", "keep_layers", "stage_warmup_steps",
+                             "eval_final_at_stage_end", "size", *scores],
+             f"with schedule={s.name} (no stages: the full model trains throughout)")
+        return
+    if prompt_type == "none":
+        raise ConfigError(f"schedule={s.name}: grows a frozen model under a prompt, and prompt.type='none' trains "
+                          f"every weight; expected prompt=shallow or deep, or schedule=none")
+    drops = any(stage.get("layers") is not None for stage in stages)
+    if not drops:
+        idle(s, "schedule", "keep_layers", f"with schedule={s.name} (no stage drops layers)")
+    if prompt_type != "deep":
+        idle(s, "schedule", "new_layer_prefix", f"with prompt.type={prompt_type!r} (a joining layer's prefix: "
+                                                f"deep prompts only)")
+    elif not (drops and len(stages) > 1):
+        idle(s, "schedule", "new_layer_prefix", f"with schedule={s.name} (no layer joins: no stage drops layers "
+                                                f"that a later stage adds)")
+    if len(stages) < 2:
+        idle(s, "schedule", ["stage_warmup_steps", "eval_final_at_stage_end"],
+             f"with schedule={s.name} (one stage: there is no stage change)")
+    if not seq2seq:
+        idle(s, "schedule", "reduce_decoder", "with an encoder model (model.family bert or deberta: no decoder)")
+    if not any(stage.get("ffn_ratio", 1.0) < 1 for stage in stages):
+        idle(s, "schedule", scores,
+             f"with schedule={s.name} (no stage narrows the FFN, so no activation scores are computed)")
+    if "schedule.size" not in str(OmegaConf.to_container(s.stages, resolve=False)):
+        idle(s, "schedule", "size", f"with schedule={s.name} (its stages do not use ${{schedule.size}}, as "
+                                    f"partial_ld/fr/cr do)", default=file_value("schedule", s.name, "size"))
+
+
+def check_model_applies(m, task, seq2seq: bool) -> None:
+    if m.from_config:
+        if m.name_or_path != m.name:
+            raise ConfigError(f"model.name_or_path={m.name_or_path!r}: not read: model.from_config builds model "
+                              f"{m.name} with random weights (model.name_or_path is then only its label); expected "
+                              f"model.from_config=null to load {m.name_or_path!r}, or model.name_or_path left at "
+                              f"{m.name!r}")
+        idle(m, "model", "device_map", "with model.from_config (random weights are built, not loaded)")
+    if seq2seq:
+        why = "with model.family='t5' (text-to-text: no classification head)"
+        idle(m, "model", ["pooling", "head_dropout"], why)
+        idle(m, "model", "attention_dropout", "with model.family='t5' (T5 has one dropout rate: model.dropout)")
+        if task.generate_max_tokens is not None:
+            idle(m, "model", "max_new_tokens", f"with task.generate_max_tokens={task.generate_max_tokens} (the "
+                                               f"task's decoding length wins)")
+    else:
+        idle(m, "model", ["target_prefix", "max_new_tokens"],
+             f"with model.family={m.family!r} (an encoder with a head: nothing is generated)")
+        if task.type in ("token_classification", "span_qa"):  # the model file's value is its default (DeBERTa: cls)
+            idle(m, "model", "pooling", f"with task.type={task.type!r} (a head on every token: nothing is pooled)",
+                 default=file_value("model", m.name, "pooling"))
+        if task.type == "span_qa":
+            idle(m, "model", "head_dropout", "with task.type='span_qa' (the span head has no dropout)",
+                 default=file_value("model", m.name, "head_dropout"))
+
+
+# task.<key>: the task kinds (task.type) that read it
+KIND_KEYS = {"span_qa": ["doc_stride", "n_best", "max_answer_length", "null_threshold", "allow_no_answer",
+                         "no_answer_text"],
+             "token_classification": ["tokens_field", "tags_field", "tag_scheme", "tag_types", "predicate_field"],
+             "multiple_choice": ["choice_fields"], "generation": ["target"]}
+KIND_KEYS_SHARED = {"answers_field": ("span_qa", "record"), "group_field": ("classification", "multiple_choice",
+                                                                           "regression")}
+TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_max_tokens"]  # T5 only
+
+
+def check_task_applies(task, seq2seq: bool) -> None:
+    for kind, keys in KIND_KEYS.items():
+        if task.type != kind:
+            idle(task, "task", keys, f"with task.type={task.type!r} (read by {kind} tasks only)")
+    for key, kinds in KIND_KEYS_SHARED.items():
+        if task.type not in kinds:
+            idle(task, "task", key, f"with task.type={task.type!r} (read by {' and '.join(kinds)} tasks only)")
+    if task.type == "span_qa":
+        if seq2seq:
+            idle(task, "task", ["doc_stride", "n_best", "max_answer_length", "null_threshold"],
+                 "with model.family='t5' (span QA as text-to-text: the answer is generated, not a scored span)")
+        else:
+            idle(task, "task", "no_answer_text", "with an encoder model (the T5 target of unanswerable questions)")
+            if not task.allow_no_answer:
+                idle(task, "task", "null_threshold", "with task.allow_no_answer=false (SQuAD 2.0's no-answer "
+                                                     "threshold)")
+    if task.type == "token_classification" and task.tag_types:
+        idle(task, "task", "labels", f"with task.tag_types={plain(task.tag_types)} (the tags are O and B-/I- of each "
+                                     f"type)")
+    if task.text_variant is not None:
+        default = file_value("task", task.name, "text_fields")
+        if default is not NO_DEFAULT:
+            idle(task, "task", "text_fields", f"with task.text_variant={task.text_variant!r} (the variant's fields "
+                                              f"are read instead)", default=default)
+    if not seq2seq:
+        idle(task, "task", "generate_min_tokens", "with an encoder model (nothing is generated)")
+        for key in TEXT_TO_TEXT_KEYS:  # a task file gives them for T5: its values are the task's defaults
+            default = file_value("task", task.name, key)
+            if default is not NO_DEFAULT:  # (a task without a file of its name is not checked)
+                idle(task, "task", key, "with an encoder model (T5's text-to-text form only)", default=default)
+    if task.format != "conll":
+        idle(task, "task", "conll_columns", f"with task.format={task.format!r} (format conll only)")
+    if task.format not in ("tsv", "csv"):
+        idle(task, "task", ["header", "column_names"], f"with task.format={task.format!r} (tsv and csv only)")
+
+
+def check_optim_applies(o) -> None:
+    if o.name == "adamw":
+        idle(o, "optim", ["scale_parameter", "relative_step", "warmup_init"], "with optim.name='adamw' (Adafactor only)")
+    else:
+        idle(o, "optim", ["betas", "eps"], f"with optim.name={o.name!r} (AdamW only)")
+    if o.schedule != "exponential":
+        idle(o, "optim", "decay_per_epoch", f"with optim.schedule={o.schedule!r} (exponential only)")
+    if o.warmup_steps:
+        idle(o, "optim", "warmup_ratio", f"with optim.warmup_steps={o.warmup_steps} (the step count wins)")
+
+
+def check_trainer_applies(t) -> None:
+    if not t.gradient_checkpointing:
+        idle(t, "trainer", "checkpoint_layers", "with trainer.gradient_checkpointing=false (the share of the layers "
+                                                "checkpointed)")
+    if t.max_steps is not None:
+        idle(t, "trainer", "epochs", f"with trainer.max_steps={t.max_steps} (the step count sets the run's length: "
+                                     f"trainer.epochs=null trains by steps, trainer.max_steps=null by epochs)")
+
+
+def check_applicable(cfg, computes_scores: bool = False) -> None:
+    """Every option that does not apply to the config's choices is at its default (see the rules above);
+    `computes_scores`: the schedule.* keys of the activation scores are read anyway (tools/scores.py)."""
+    seq2seq = cfg.model.family == "t5"
+    check_prompt_applies(cfg.prompt)
+    check_schedule_applies(cfg.schedule, cfg.prompt.type, seq2seq, computes_scores)
+    check_model_applies(cfg.model, cfg.task, seq2seq)
+    check_task_applies(cfg.task, seq2seq)
+    check_optim_applies(cfg.optim)
+    check_trainer_applies(cfg.trainer)
+
+
 # --------------------------------------------------------------------------- device, folder, data
 def check_device(name: str) -> None:
     """trainer.device names a device this machine has (auto, free and cpu always pass; torch only for cuda/mps)."""
@@ -259,12 +474,13 @@ def check_data(task, seq2seq: bool) -> None:
         kind.check_rows(task, preload_rows(task, split), seq2seq)
 
 
-def check_config(cfg, run_dir: Path | str | None = None) -> None:
+def check_config(cfg, run_dir: Path | str | None = None, computes_scores: bool = False) -> None:
     """Every start-up check, cheapest first; raises ConfigError (or TaskDataError for data files).
 
-    With a run folder, a failure is also recorded there as a failed results.json (a sweep's report lists it)."""
+    With a run folder, a failure is also recorded there as a failed results.json (a sweep's report lists it).
+    `computes_scores`: the caller computes activation scores whatever the schedule (tools/scores.py)."""
     try:
-        _check_all(cfg, run_dir)
+        _check_all(cfg, run_dir, computes_scores)
     except Exception as err:
         if run_dir is not None:
             record_failure(cfg, Path(run_dir), err)
@@ -285,13 +501,14 @@ def record_failure(cfg, run_dir: Path, err: Exception) -> None:
         pass  # an unwritable folder: the error itself still reaches the user
 
 
-def _check_all(cfg, run_dir) -> None:
+def _check_all(cfg, run_dir, computes_scores: bool = False) -> None:
     seq2seq = cfg.model.family == "t5"
     check_trainer(cfg.trainer)
     check_optim(cfg.optim)
     check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
     check_schedule(cfg.schedule)
+    check_applicable(cfg, computes_scores)
     check_model(cfg.model, cfg.task)
     check_device(cfg.trainer.device)
     if run_dir is not None:

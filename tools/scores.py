@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = compose(*(sys.argv[1:] if argv is None else argv))
-    check_config(cfg, None)  # as train.py: bad values and missing data files fail here, naming them
+    check_config(cfg, None, computes_scores=True)  # as train.py (the schedule.* score keys apply whatever the
+    # stages): bad values and missing data files fail here, naming them
     with tempfile.TemporaryDirectory(prefix="fpt-scores-") as run_dir:  # the trainer writes nothing at set-up
         trainer = Trainer(cfg, Path(run_dir))
         scores, info = load_or_compute(cfg, trainer.model, trainer.eval_set)

@@ -1,5 +1,6 @@
 """Bad input end to end: `python train.py` / `eval.py` shows the message and the exit code (in-process cases:
 tests/unit/test_errors.py; docs/errors.md explains each error)."""
+import json
 import os
 from pathlib import Path
 
@@ -82,3 +83,21 @@ def test_a_batch_larger_than_a_one_class_training_set_trains_with_two_warnings(t
     assert "trainer.batch_size=8 is larger than the training set of task sst2 (3 rows)" in proc.output
     assert "the training set of task sst2 (3 rows) holds one class only: label='1' of task.labels ['0', '1']" in (
         proc.output)
+# issue 21 item 10: options that do not apply (docs/errors.md "Options that do not apply"), as the review ran them
+@pytest.mark.parametrize("overrides, message", [
+    (["prompt=shallow", "prompt.projection=true"],
+     "ConfigError: prompt.projection=True: has no effect with prompt.type='shallow'"),
+    (["prompt=shallow", "schedule=fpt", "schedule.new_layer_prefix=gate"],
+     "ConfigError: schedule.new_layer_prefix='gate': has no effect with prompt.type='shallow'"),
+    (["prompt=none", "prompt.length=20"], "ConfigError: prompt.length=20: has no effect with prompt.type='none'"),
+    (["model=tiny-bert", "model.name_or_path=/nonexistent/model"],
+     "ConfigError: model.name_or_path='/nonexistent/model': not read: model.from_config builds model tiny-bert"),
+], ids=["projection on shallow", "joining prefix on shallow", "length without a prompt", "path of a random model"])
+def test_option_that_does_not_apply_end_to_end(tmp_path, overrides, message):
+    run = tmp_path / "run"
+    proc = train(run, *overrides)
+    assert proc.returncode == 1
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert json.loads((run / "results.json").read_text())["status"] == "failed"  # recorded for a sweep's report
+    assert not (run / "run_state.json").exists() and not (run / "config.yaml").exists()  # no run was started
+    assert not (run / "checkpoint").exists() and not list(run.glob("*.safetensors"))

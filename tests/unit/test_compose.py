@@ -5,6 +5,8 @@ subprocess checks the command line itself (tests/integration/test_compose_cli.py
 its start-up checks (kind, labels, verbalizers, metric) with each model family that has a form for it, and
 names the right model family when it does not.
 """
+import itertools
+
 import pytest
 from helpers import compose
 
@@ -119,3 +121,105 @@ def test_learning_arms_are_every_file_and_run_one_job_each():
     assert sorted(p.stem for p in (CONF_DIR / "experiment" / "learning").glob("*.yaml")) == LEARNING_ARMS
     for arm in LEARNING_ARMS:
         assert not compose_hydra(f"experiment=learning/{arm}").hydra.sweeper.params, arm
+
+
+# ------------------------------------------------------------------ every shipped config passes the start-up check of
+# options that do not apply (fpt.validate.check_applicable; docs/errors.md "Options that do not apply")
+def _configs(group: str, recursive: bool = False) -> list[str]:
+    folder = CONF_DIR / group
+    return sorted(str(p.relative_to(folder))[:-5] for p in (folder.rglob if recursive else folder.glob)("*.yaml"))
+
+
+def _sweep_jobs(params) -> list[list[str]]:
+    """A sweeper's jobs as override lists: the config-group axes (prompt, schedule: what the applicability rules
+    combine) crossed, and each value of a value axis (optim.lr, prompt.length: non-default or not, whichever value)
+    in one job; comma lists and choice(...) are read, other axes (ranges, interpolations such as seed: ${seed}) stay
+    at the composed value."""
+    groups, values = [], []
+    for key, value in (params or {}).items():
+        text = str(value).strip()
+        if text.startswith("choice(") and text.endswith(")"):
+            listed = text[len("choice("):-1].split(",")
+        elif "," in text and "(" not in text and "$" not in text:
+            listed = text.split(",")
+        else:
+            continue
+        (values if "." in key else groups).append([f"{key}={v.strip()}" for v in listed])
+    jobs = [list(job) for job in itertools.product(*groups)]
+    return jobs + [[*jobs[0], choice] for axis in values for choice in axis[1:]] if values else jobs
+
+
+def test_sweep_jobs_cross_the_group_axes_and_cover_every_value():
+    jobs = _sweep_jobs({"schedule": "none,fpt", "prompt": "shallow,deep", "prompt.length": "choice(2, 4, 8)",
+                        "optim.lr": "1e-2,3e-2", "seed": "${seed}"})
+    assert jobs == [["schedule=none", "prompt=shallow"], ["schedule=none", "prompt=deep"],
+                    ["schedule=fpt", "prompt=shallow"], ["schedule=fpt", "prompt=deep"],
+                    ["schedule=none", "prompt=shallow", "prompt.length=4"],
+                    ["schedule=none", "prompt=shallow", "prompt.length=8"],
+                    ["schedule=none", "prompt=shallow", "optim.lr=3e-2"]]
+
+
+@pytest.mark.parametrize("group, name", [("experiment", e) for e in _configs("experiment", recursive=True)]
+                         + [("hparams_search", h) for h in _configs("hparams_search")])
+def test_every_experiment_and_search_job_passes_the_applicability_check(group, name):
+    from helpers import compose_hydra
+
+    from fpt.validate import check_applicable
+    jobs = _sweep_jobs(compose_hydra(f"{group}={name}").hydra.sweeper.get("params"))
+    for job in jobs:
+        check_applicable(compose(f"{group}={name}", *job))  # raises ConfigError naming the key
+    assert jobs  # the cross product of no axes is one job: the file itself
+
+
+def test_every_shipped_model_task_prompt_schedule_passes_the_applicability_check():
+    """Every model x task x prompt x schedule file of conf/, assembled from the group nodes as composed (the model's
+    with the recipe it picks: optim, trainer). The rules couple a task with the model only, and a schedule with the
+    prompt and the model family, so every model x task x prompt (schedule=none) and every model x prompt x
+    schedule (the default task) is checked; a growth schedule under prompt=none is the one combination refused."""
+    from types import SimpleNamespace
+
+    from fpt.validate import ConfigError, check_applicable
+    nodes = {group: {name: compose(f"{group}={name}")[group] for name in _configs(group)}
+             for group in ("task", "prompt", "schedule")}
+    default = compose()
+    checked = refused = 0
+    for model in _configs("model"):
+        base = compose(f"model={model}")
+        combos = [(task, prompt, "none") for task in nodes["task"] for prompt in nodes["prompt"]]
+        combos += [(None, prompt, schedule) for prompt in nodes["prompt"] for schedule in nodes["schedule"]]
+        for task, prompt, schedule in combos:
+            cfg = SimpleNamespace(model=base.model, optim=base.optim, trainer=base.trainer,
+                                  task=nodes["task"][task] if task else default.task, prompt=nodes["prompt"][prompt],
+                                  schedule=nodes["schedule"][schedule])
+            if prompt == "none" and cfg.schedule.stages:
+                with pytest.raises(ConfigError, match=f"schedule={schedule}: grows a frozen model"):
+                    check_applicable(cfg)
+                refused += 1
+            else:
+                check_applicable(cfg)
+                checked += 1
+    models, tasks, prompts, schedules = (len(_configs(g)) for g in ("model", "task", "prompt", "schedule"))
+    assert checked + refused == models * prompts * (tasks + schedules) and refused == models * (schedules - 1)
+
+
+def test_every_documented_train_command_passes_the_applicability_check():
+    """Each `python train.py ...` of README.md and docs/*.md (test_docs_commands reads them) as composed with the
+    first value of every swept override, and once with each further value of it: none is refused (but the
+    refusals docs/errors.md shows)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from test_docs_commands import documented_commands, first_values
+
+    from fpt.validate import check_applicable
+    parser, checked = OverridesParser.create(), 0
+    for cmd in [c for c in documented_commands() if c.kind == "train" and not c.where.startswith("docs/errors.md")]:
+        base = first_values(cmd.args)
+        jobs = [base]
+        for i, text in enumerate(cmd.args):
+            override = parser.parse_override(text)
+            if override.is_sweep_override() and not override.is_interval_sweep():
+                key = override.get_key_element()
+                jobs += [[*base[:i], f"{key}={v}", *base[i + 1:]] for v in list(override.sweep_string_iterator())[1:]]
+        for job in jobs:
+            check_applicable(compose(*job))
+            checked += 1
+    assert checked > 50
