@@ -7,8 +7,9 @@ trains the surviving trials to step r_k = min_resource * reduction_factor**k (th
 in ONE batch of jobs handed to the configured Hydra launcher (basic, joblib, submitit). Each job keeps the full
 run's LR schedule and gets `trainer.stop_at_step=r_k`: it evaluates, checkpoints and returns there. The best
 floor(n_k / reduction_factor) trials of a rung (at least one) by the dev metric at r_k go on to the next rung
-(ties: the lower trial number; a NaN metric is the worst value, not a failure); the others are PRUNED. A trial runs in its own job folder `<sweep dir>/<trial number>` at every rung, so a
-promoted trial resumes its checkpoint (no step is repeated) and a pruned one costs only the steps it ran.
+(ties: the lower trial number; a NaN metric is the worst value, not a failure); the others are PRUNED. A trial
+runs in its own job folder `<sweep dir>/<trial number>` at every rung, so a promoted trial resumes its checkpoint
+(no step is repeated) and a pruned one costs only the steps it ran.
 
 The study (sqlite in the sweep folder by default) is the record: params, one intermediate value per rung
 reached (step = the rung's stop step), state (RUNNING while in the race, PRUNED, COMPLETE, FAIL). Which trials

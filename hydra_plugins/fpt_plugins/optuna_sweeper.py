@@ -171,14 +171,17 @@ class OptunaSweeper(Sweeper):
                     trial.set_user_attr(NAN_ATTR, True)
                 study.tell(trial, value)
             remaining -= len(batch)
-            self._write_summary(study)
+            self._write_summary(study)  # after every batch: an interrupted sweep leaves its summary
             if len(failures) / self.n_trials > self.max_failure_rate:
                 raise RuntimeError(f"{len(failures)} of hydra.sweeper.n_trials={self.n_trials} trials failed, more "
                                    f"than hydra.sweeper.max_failure_rate={self.max_failure_rate}; the first: "
                                    f"{first_line(failures[0])}") from failures[0]
-        self._write_summary(study)
+        best = self._write_summary(study)
+        if best is not None:
+            log.info("best trial %d: %s = %s (%s)", best.number, self.direction, reported_value(best), best.params)
 
-    def _write_summary(self, study) -> None:
+    def _write_summary(self, study):
+        """search.json and optimization_results.yaml; returns the best trial (None before one completed)."""
         from optuna.trial import TrialState
 
         from fpt.checkpoint import write_json, write_text
@@ -196,4 +199,5 @@ class OptunaSweeper(Sweeper):
             write_text(self.sweep_dir / "optimization_results.yaml", OmegaConf.to_yaml(
                 {"name": "optuna", "best_trial": best.number, "best_params": best.params,
                  "best_value": reported_value(best)}))
-            log.info("best trial %d: %s = %s (%s)", best.number, self.direction, reported_value(best), best.params)
+            return best
+        return None

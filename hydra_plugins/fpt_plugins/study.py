@@ -2,7 +2,7 @@
 storage, the lock on the study's folder, and how a job's return value becomes an Optuna value.
 
 - `search_space(params, arguments)`: `choice(...)` / `a,b,c` are categorical, `range(...)` is categorical over the
-  values Hydra's range gives, `interval(a, b)` is uniform (integers when both ends are), `tag(log, interval(...))`
+  values Hydra's range gives, `interval(a, b)` is uniform (integers: `int(interval(a, b))`), `tag(log, interval(...))`
   log-uniform; any other value is a fixed override passed to every job.
 - `lock_study(sweep_dir, storage)`: the sweep folder (and a sqlite storage's folder) is locked with the run folders'
   lock (fpt/run_folder.py), so a second sweep on the same study is refused at once, naming the process holding it.
