@@ -66,29 +66,18 @@ store.store(group="hydra/sweeper/sampler", name="random", node=RandomSamplerConf
 
 
 # --------------------------------------------------------------------------- resuming with a seeded sampler
-def reseed(sampler, seed, n_trials: int) -> None:
-    """Give a resumed study's sampler fresh randomness: drawn from (seed, trials so far) when the sampler is
-    seeded, so re-running the same command suggests the same next trials; from the OS otherwise."""
+def resumed_sampler(conf, sampler, n_trials: int):
+    """The sampler for a resumed study, so that it does not repeat its first suggestions: a seeded sampler config
+    ({_target_: ..., seed: s}) is built again with a seed drawn from (s, trials so far), so re-running the same
+    command suggests the same next trials; an unseeded sampler draws fresh randomness (`reseed_rng()`)."""
     import numpy as np
-    from optuna.samplers import BaseSampler
+    from hydra.utils import instantiate
 
+    seed = conf.get("seed") if isinstance(conf, (dict, DictConfig)) else None
     if seed is None:
         sampler.reseed_rng()
-        return
-    state = np.random.SeedSequence([int(seed), n_trials]).generate_state(1)[0]
-    seen = set()
-
-    def walk(obj):  # the sampler and the samplers it holds (TPE's random sampler for start-up trials, ...)
-        if id(obj) in seen:
-            return
-        seen.add(id(obj))
-        for value in vars(obj).values():
-            if isinstance(value, np.random.RandomState):
-                value.seed(state)
-            elif isinstance(value, BaseSampler):
-                walk(value)
-
-    walk(sampler)
+        return sampler
+    return instantiate(conf, seed=int(np.random.SeedSequence([int(seed), n_trials]).generate_state(1)[0]))
 
 
 # --------------------------------------------------------------------------- the sweeper
@@ -146,7 +135,10 @@ class OptunaSweeper(Sweeper):
         log.info("study %s (%s) has %d finished trials of hydra.sweeper.n_trials=%d", study.study_name,
                  self.storage, done, self.n_trials)
         if done:  # a seeded sampler would otherwise repeat its first suggestions
-            reseed(sampler, OmegaConf.select(self.config, "hydra.sweeper.sampler.seed", default=None), len(trials))
+            conf = OmegaConf.select(self.config, "hydra.sweeper.sampler", default=None)
+            sampler = resumed_sampler(OmegaConf.to_container(conf, resolve=True) if isinstance(conf, DictConfig)
+                                      else conf, sampler, len(trials))
+            study.sampler = sampler
         maximize, failures = self.direction == "maximize", []
         remaining = self.n_trials - done
         while remaining > 0:
