@@ -2,10 +2,10 @@
 
 `sampler: grid` gives trial k the k-th configuration of the grid over `params` (itertools.product order, the last
 key varying fastest; the first n_trials of it), the same on every run; any Optuna sampler proposes `n_trials`
-configurations instead. Rung k
-trains the surviving trials to step r_k = min_resource * reduction_factor**k (the last rung is trainer.max_steps)
-in ONE batch of jobs handed to the configured Hydra launcher (basic, joblib, submitit). Each job keeps the full
-run's LR schedule and gets `trainer.stop_at_step=r_k`: it evaluates, checkpoints and returns there. The best
+configurations instead. Rung k trains the surviving trials to step r_k = min_resource * reduction_factor**k (the
+last rung is trainer.max_steps) in ONE batch of jobs handed to the configured Hydra launcher (basic, joblib,
+submitit). Each job keeps the full run's LR schedule and gets `trainer.stop_at_step=r_k`: it evaluates,
+checkpoints and returns there. The best
 floor(n_k / reduction_factor) trials of a rung (at least one) by the dev metric at r_k go on to the next rung
 (ties: the lower trial number; a NaN metric is the worst value, not a failure); the others are PRUNED. A trial
 runs in its own job folder `<sweep dir>/<trial number>` at every rung, so a promoted trial resumes its checkpoint
