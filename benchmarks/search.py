@@ -1,8 +1,8 @@
 """Grid vs successive halving over the same 9 configurations on MiniLM + SST-2, deep prompts:
 best configuration found, total training FLOPs and wall time.
 
-The grid runs 3 learning rates x 3 prompt lengths to the full length; the search (hparams_search=ptv2_asha,
-GridSampler over the same 9 configurations) stops them at rungs 10 / 30 / 90 steps with 9 / 3 / 1 trials
+The grid runs 3 learning rates x 3 prompt lengths to the full length; the search (hparams_search=ptv2_halving,
+the same 9 configurations in grid order) stops them at rungs 10 / 30 / 90 steps with 9 / 3 / 1 trials
 (eta 3) and resumes the promoted ones. Same data (2,000 training rows, length 64), batch 16, 90 steps, the same
 LR schedule for every job, evaluation every 30 steps (plus the search's rung steps), one thread per job, one
 job at a time per sweep. Both sweeps run AT ONCE by default (two processes), so both see the same machine load.
@@ -31,7 +31,7 @@ LRS, LENGTHS = "5e-3,1e-2,2e-2", "8,16,32"
 BASE = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2",
         "task.max_train_samples=2000", "task.max_length=64", "prompt=deep", "trainer.batch_size=16",
         "trainer.max_steps=90", "trainer.eval_every=30", "trainer.threads=1", "trainer.progress=false",
-        # as hparams_search=ptv2_asha sets them, given to both sweeps
+        # as hparams_search=ptv2_halving sets them, given to both sweeps
         "prompt.dropout=0.1", "model.dropout=0.1", "model.attention_dropout=0.1", "optim.weight_decay=0.0",
         "optim.max_grad_norm=1.0", "optim.warmup_steps=0"]
 
@@ -41,7 +41,7 @@ def commands(out: Path) -> dict[str, list[str]]:
     return {
         "grid": [*train, *BASE, f"optim.lr={LRS}", f"prompt.length={LENGTHS}", f"output_root={out}/grid",
                  f"hydra.sweep.dir={out}/grid/sweep"],
-        "search": [*train, "hparams_search=ptv2_asha", *BASE, f"optim.lr=choice({LRS})",
+        "search": [*train, "hparams_search=ptv2_halving", *BASE, f"optim.lr=choice({LRS})",
                    f"prompt.length=choice({LENGTHS})", "hydra.sweeper.min_resource=10",
                    f"output_root={out}/search", f"hydra.sweep.dir={out}/search/sweep"],
     }

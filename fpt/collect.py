@@ -3,7 +3,8 @@
 A folder may also be a single run (`python -m fpt.collect outputs/2026-01-01/12-00-00`).
 
 Reads every job folder's results.json and config.yaml (following run_link.json when a re-run skipped or
-resumed an earlier run), groups the jobs by every config value that differs between them except the seed,
+resumed an earlier run), groups the jobs by every value of their run identity (fpt/identity.py: the config less
+where and how it runs, e.g. paths.*, logger.*, trainer.device) that differs between them except the seed,
 and writes next to the sweep (or to --out):
 
   results.md   the tables printed on stdout: one row per configuration (mean ± std over seeds and the
@@ -15,13 +16,16 @@ and writes next to the sweep (or to --out):
   curves.png   (--plot) dev metric against cumulative training FLOPs, per configuration the mean over
                seeds and a band of ± one standard deviation
 
-A successive-halving search (hparams_search=ptv2_asha; its sweep folder holds search.json) also gets a table of
+A successive-halving search (hparams_search=ptv2_halving; its sweep folder holds search.json) also gets a table of
 its trials: the rung (stop step) each reached, its dev metric there, its best, its train FLOPs, and the total
 training FLOPs of the search (the sum of the trials' cumulative train_flops). Its pruned trials' jobs have
-status "stopped": they count in no configuration's mean and are not listed as failed.
+status "stopped": they count in no configuration's mean and are not listed as failed. A trial the search (halving
+or Optuna: search.json) recorded as FAIL is a failed job whatever its folder holds (e.g. a job refused because
+another process held its folder), with the search's error.
 
 "best" is the best dev value of the task's selection metric during a run (the one train.py returns),
-"final" its value at the last step. std is the sample standard deviation (n - 1); blank when n = 1.
+"final" its value at the last step. std is the sample standard deviation (n - 1); blank when n = 1. A NaN
+value of a completed seed makes its configuration's mean NaN (shown "nan", never the best), not a mean of the rest.
 FLOPs and time are relative to the vanilla prompt-tuning row (schedule=none, everything else equal)
 when the sweep has one.
 """
@@ -36,13 +40,17 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .checkpoint import RUNTIME_KEYS, write_text
+from .checkpoint import write_text
 from .config import flatten
+from .identity import ADDED_KEYS, RUNTIME_GROUPS, RUNTIME_KEYS
 
 IDENTITY = {"task": "task.name", "model": "model.name", "prompt": "prompt.type", "schedule": "schedule.name"}
-IGNORED = {"seed", "run_dir", "output_root", "logger"} | {f"trainer.{k}" for k in RUNTIME_KEYS}
-IGNORED_GROUPS = ("logger.",)  # where metrics were shown, not what a run computed
+# not part of a run's identity (fpt/identity.py: where and how it runs), or the repeat axis (seed)
+IGNORED = {"seed", *RUNTIME_KEYS, *RUNTIME_GROUPS}
+IGNORED_GROUPS = tuple(f"{group}." for group in RUNTIME_GROUPS)
 JOB_MARKERS = ("results.json", "run_state.json", "run_link.json", ".hydra")
+SEARCH_FILE = "search.json"  # written by the sweepers (hydra_plugins/fpt_plugins/study.py)
+HALVING = "successive_halving"  # its "kind" for hparams_search=*_halving (optuna: "optuna")
 
 
 # --------------------------------------------------------------------------- reading jobs
@@ -87,11 +95,14 @@ def flatten_config(node) -> dict:
 
 
 def read_config(*candidates: Path) -> dict:
+    """The flattened config; a key added after runs existed, at the value that reproduces them, is left out (as
+    in the run identity: fpt/identity.py ADDED_KEYS), so an older run groups with a new one."""
     for path in candidates:
         if path.is_file():
             cfg = OmegaConf.load(path)
             cfg.pop("hydra", None)
-            return flatten_config(OmegaConf.to_container(cfg, resolve=False))
+            flat = flatten_config(OmegaConf.to_container(cfg, resolve=False))
+            return {k: v for k, v in flat.items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
     return {}
 
 
@@ -133,6 +144,21 @@ def read_sweeps(roots: list[Path]) -> list[Job]:
     if not jobs:
         raise FileNotFoundError(f"no job folders (with {', '.join(JOB_MARKERS)}) under {', '.join(map(str, roots))}")
     return jobs
+
+
+def mark_search_failures(jobs: list[Job], roots: list[Path]) -> None:
+    """A trial a search recorded as FAIL (search.json of either sweeper) is a failed job, whatever its folder
+    holds: a job refused because another process held its folder leaves that process's results there."""
+    by_folder = {job.folder.resolve(): job for job in jobs}
+    for root in roots:
+        if not (root / SEARCH_FILE).is_file():
+            continue
+        for number, trial in json.loads((root / SEARCH_FILE).read_text())["trials"].items():
+            job = by_folder.get((root / number).resolve())
+            if trial["state"] != "FAIL" or trial.get("interrupted") or job is None:
+                continue  # (an interrupted Optuna trial is run again by a later trial, in this folder)
+            job.status = "failed"
+            job.note = f"the search recorded trial {number} as failed: {trial.get('error') or 'no error recorded'}"
 
 
 # --------------------------------------------------------------------------- grouping
@@ -211,8 +237,9 @@ def make_table(jobs: list[Job]) -> tuple[pd.DataFrame, list[str]]:
     table["seeds"] = done["seed"].agg(lambda s: " ".join(map(str, s)))
     table["run_dirs"] = done["run_dir"].agg(list)
     if numbers:
-        stats = done[numbers].agg(["mean", "std"])
-        stats.columns = [f"{c}_{s}" for c, s in stats.columns]
+        # a NaN of a completed seed (or a missing value) makes the mean NaN: never a mean of the other seeds
+        stats = done[numbers].agg([_mean, _std])
+        stats.columns = [f"{c}{s}" for c, s in stats.columns]
         table = table.join(stats)
     for col in [f"{c}_{s}" for c in ("best", "final", "train_flops", "train_seconds") for s in ("mean", "std")]:
         if col not in table:
@@ -228,6 +255,14 @@ def make_table(jobs: list[Job]) -> tuple[pd.DataFrame, list[str]]:
                                    if k is not None else math.nan for i, k in enumerate(ref)]
     table["has_reference"] = [k is not None and k != i for i, k in enumerate(ref)]
     return table, columns
+
+
+def _mean(values: pd.Series) -> float:
+    return values.mean(skipna=False)
+
+
+def _std(values: pd.Series) -> float:
+    return values.std(skipna=False)
 
 
 def vanilla_of(row: pd.Series, table: pd.DataFrame, columns: list[str]):
@@ -248,9 +283,10 @@ def best_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- tables
-def _pm(mean: float, std: float) -> str:
+def _pm(mean: float, std: float, n: int = 0) -> str:
+    """mean ± std; "nan" when completed seeds (n) have no number, blank when there are none."""
     if math.isnan(mean):
-        return ""
+        return "nan" if n else ""
     return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
@@ -270,8 +306,8 @@ def summary_table(table: pd.DataFrame, columns: list[str]) -> tuple[list[str], l
     body = []
     for i, r in table.iterrows():
         line = [str(r[c]) for c in columns] + [
-            str(r["n"]), r["metric"], _pm(r["best_mean"], r["best_std"]) + (" *" if i in best else ""),
-            _pm(r["final_mean"], r["final_std"]), _num(r["train_flops_mean"], ".3g"),
+            str(r["n"]), r["metric"], _pm(r["best_mean"], r["best_std"], r["n"]) + (" *" if i in best else ""),
+            _pm(r["final_mean"], r["final_std"], r["n"]), _num(r["train_flops_mean"], ".3g"),
             _num(r["train_seconds_mean"], ".1f")]
         if with_ref:
             line += [_num(r["flops_vs_vanilla"], ".2f") + "x", _num(r["seconds_vs_vanilla"], ".2f") + "x"] \
@@ -289,7 +325,7 @@ def _configuration(r: pd.Series, columns: list[str]) -> str:
 def best_table(table: pd.DataFrame, columns: list[str]) -> tuple[list[str], list[list[str]]]:
     header = list(IDENTITY) + ["configuration", "n", "metric", "best"]
     body = [[str(r[c]) for c in IDENTITY] + [_configuration(r, columns), str(r["n"]), r["metric"],
-                                             _pm(r["best_mean"], r["best_std"])]
+                                             _pm(r["best_mean"], r["best_std"], r["n"])]
             for _, r in best_rows(table).iterrows()]
     return header, body
 
@@ -342,7 +378,6 @@ def markdown(header: list[str], body: list[list[str]]) -> str:
 
 
 # --------------------------------------------------------------------------- a successive-halving search
-SEARCH_FILE = "search.json"  # written by hydra_plugins/fpt_plugins/halving_sweeper.py
 
 
 def search_trials(root: Path) -> tuple[dict, list[dict]]:
@@ -358,10 +393,18 @@ def search_trials(root: Path) -> tuple[dict, list[dict]]:
         rows.append({"trial": int(number), **trial["params"], "state": trial["state"],
                      "rung": f"{steps.index(reached)}/{len(steps) - 1}" if reached in steps else "",
                      "stop step": reached, "steps run": results.get("steps"), "metric": metric,
-                     "value at stop step": trial["rung_values"].get(str(reached)) if reached else None,
+                     "value at stop step": _nan_if_none(trial["rung_values"].get(str(reached))) if reached else None,
                      "best": results.get("best", {}).get(metric), "train_flops": results.get("train_flops"),
                      "total_steps": results.get("total_steps")})
     return search, rows
+
+
+def _nan_if_none(value):
+    return math.nan if value is None else value  # search.json writes a NaN metric as null
+
+
+def _value(value) -> str:
+    return "nan" if isinstance(value, float) and math.isnan(value) else _num(value, ".4f")
 
 
 def search_section(root: Path) -> list[str]:
@@ -371,7 +414,7 @@ def search_section(root: Path) -> list[str]:
         if rows else []
     header = ["trial", *params, "state", "rung", "stop step", "metric", "at stop step", "best", "train FLOPs"]
     body = [[str(r["trial"]), *(str(r[p]) for p in params), r["state"], r["rung"], _num(r["stop step"], "d"),
-             r["metric"], _num(r["value at stop step"], ".4f"), _num(r["best"], ".4f"), _num(r["train_flops"], ".4g")]
+             r["metric"], _value(r["value at stop step"]), _num(r["best"], ".4f"), _num(r["train_flops"], ".4g")]
             for r in rows]
     total = sum(r["train_flops"] or 0 for r in rows)
     # what running every configuration to the full length would cost, from each trial's FLOPs per step so far
@@ -483,6 +526,7 @@ def collect(roots: list[Path], out: Path | None = None, with_plot: bool = False)
     out = Path(out) if out else roots[0]
     out.mkdir(parents=True, exist_ok=True)
     jobs = read_sweeps(roots)
+    mark_search_failures(jobs, roots)
     table, columns = make_table(jobs)
     done = sum(j.status == "completed" for j in jobs)
     stopped = sum(j.status == "stopped" for j in jobs)
@@ -498,7 +542,7 @@ def collect(roots: list[Path], out: Path | None = None, with_plot: bool = False)
     if released[1]:
         parts += ["## Ours vs released (x100)", markdown(*released)]
     for root in roots:
-        if (root / SEARCH_FILE).is_file():
+        if (root / SEARCH_FILE).is_file() and json.loads((root / SEARCH_FILE).read_text())["kind"] == HALVING:
             parts += search_section(root)
     problems = problems_table(jobs, roots)
     parts += ["## Failed or unfinished jobs", markdown(*problems) if problems[1] else "none"]

@@ -1,21 +1,27 @@
-"""Synchronous successive halving as a Hydra sweeper: `python train.py -m hparams_search=ptv2_asha ...`.
+"""Synchronous successive halving as a Hydra sweeper: `python train.py -m hparams_search=ptv2_halving ...`.
 
-An Optuna sampler proposes `n_trials` configurations (GridSampler over `params` when `sampler: grid`). Rung k
-trains the surviving trials to step r_k = min_resource * reduction_factor**k (the last rung is trainer.max_steps)
-in ONE batch of jobs handed to the configured Hydra launcher (basic, joblib, submitit). Each job keeps the full
-run's LR schedule and gets `trainer.stop_at_step=r_k`: it evaluates, checkpoints and returns there. The best
-floor(n_k / reduction_factor) trials of a rung (at least one) by the dev metric at r_k go on to the next rung;
-the others are PRUNED. A trial runs in its own job folder `<sweep dir>/<trial number>` at every rung, so a
-promoted trial resumes its checkpoint (no step is repeated) and a pruned one costs only the steps it ran.
+`sampler: grid` gives trial k the k-th configuration of the grid over `params` (itertools.product order, the last
+key varying fastest; the first n_trials of it), the same on every run; any Optuna sampler proposes `n_trials`
+configurations instead. Rung k trains the surviving trials to step r_k = min_resource * reduction_factor**k (the
+last rung is trainer.max_steps) in ONE batch of jobs handed to the configured Hydra launcher (basic, joblib,
+submitit). Each job keeps the full run's LR schedule and gets `trainer.stop_at_step=r_k`: it evaluates,
+checkpoints and returns there. The best
+floor(n_k / reduction_factor) trials of a rung (at least one) by the dev metric at r_k go on to the next rung
+(ties: the lower trial number; a NaN metric is the worst value, not a failure); the others are PRUNED. A trial
+runs in its own job folder `<sweep dir>/<trial number>` at every rung, so a promoted trial resumes its checkpoint
+(no step is repeated) and a pruned one costs only the steps it ran.
 
 The study (sqlite in the sweep folder by default) is the record: params, one intermediate value per rung
 reached (step = the rung's stop step), state (RUNNING while in the race, PRUNED, COMPLETE, FAIL). Which trials
 are in a rung is recomputed from these values, so re-running the same command after an interruption launches
-only the jobs whose rung value is missing. A failed job (status FAIL) leaves the race. `search.json` in the
-sweep folder summarises the search for `python -m fpt.collect`.
+only the jobs whose rung value is missing. A failed job (status FAIL, user attr `fpt_error`) leaves the race.
+The sweep folder is locked while the sweep runs: a second sweep on the same study is refused at once, naming the
+process holding it. `search.json` in the sweep folder summarises the search for `python -m fpt.collect`.
 
 Optuna's SuccessiveHalvingPruner is asynchronous (a trial's verdict depends on which trials reported before
 it); here a rung's promotion is decided once all its jobs have returned, so it does not depend on job order.
+The configs were named `*_asha` until this release; `hparams_search=tiny_asha` / `ptv2_asha` still work (with a
+notice) and keep their old sweep folders, so a search started under the old name continues.
 """
 import json
 import logging
@@ -25,16 +31,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from .study import (ERROR_ATTR, NAN_ATTR, SEARCH_FILE, check_same_space, first_line, grid_points, lock_study,
+                    make_sampler, objective, open_storage, reported_value, search_space, trial_id)
+
 log = logging.getLogger(__name__)
 
-SEARCH_FILE = "search.json"
 TRIAL_ATTR = "fpt_job_dir"  # user attr: the trial's job folder
+# old config names (hparams_search=...), kept for one release: {old: new}
+RENAMED = {"tiny_asha": "tiny_halving", "ptv2_asha": "ptv2_halving"}
 SET_BY_SEARCH = ("trainer.stop_at_step", "trainer.resume", "trainer.skip_completed", "hydra.sweep.subdir")
 
 
@@ -80,36 +89,21 @@ def rung_sizes(n_trials: int, reduction_factor: int, n_rungs: int) -> list[int]:
 
 
 def promote(values: dict[int, float], keep: int, maximize: bool) -> list[int]:
-    """The `keep` best trial numbers of a rung (ties: the lower number); a failed trial (NaN) never goes on."""
-    ok = [(n, v) for n, v in values.items() if not math.isnan(v)]
-    ranked = sorted(ok, key=lambda nv: ((-nv[1] if maximize else nv[1]), nv[0]))
-    return sorted(n for n, _ in ranked[:keep])
+    """The `keep` best trial numbers of a rung's values (its failed trials are not in `values`): a NaN value is
+    the worst (after every number), ties go to the lower trial number."""
+    def rank(nv):
+        n, v = nv
+        return (math.isnan(v), 0.0 if math.isnan(v) else (-v if maximize else v), n)
+    return sorted(n for n, _ in sorted(values.items(), key=rank)[:keep])
 
 
-def search_space(params: dict, arguments: list[str]):
-    """({name: Optuna distribution}, [fixed overrides]) from the sweeper's params and the command line."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
-    from optuna.distributions import BaseDistribution
-
-    lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
-    space, fixed = {}, []
-    for override in OverridesParser.create().parse_overrides(lines):
-        value = create_optuna_distribution_from_override(override)
-        if isinstance(value, BaseDistribution):
-            space[override.get_key_element()] = value
-        else:
-            fixed.append(override.input_line)
-    return space, fixed
-
-
-def grid_of(space: dict) -> dict:
-    from optuna.distributions import CategoricalDistribution
-    grid = {}
-    for name, dist in space.items():
-        if not isinstance(dist, CategoricalDistribution):
-            raise ValueError(f"hydra.sweeper.sampler=grid: {name} is {dist}; a grid needs choice(...) values")
-        grid[name] = list(dist.choices)
-    return grid
+def renamed_notice(config) -> str | None:
+    """The notice for an old config name (hparams_search=tiny_asha), None otherwise."""
+    choice = OmegaConf.select(config, "hydra.runtime.choices.hparams_search", default=None)
+    if choice not in RENAMED:
+        return None
+    return (f"hparams_search={choice} is renamed hparams_search={RENAMED[choice]} (it is synchronous successive "
+            f"halving, not ASHA); the old name still works, with its old sweep folder, until the next release")
 
 
 # --------------------------------------------------------------------------- the sweeper
@@ -129,26 +123,19 @@ class HalvingSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        notice = renamed_notice(config)
+        if notice:
+            log.warning(notice)
 
     # ---------------------------------------------------------------- study
-    def _sampler(self, space: dict):
+    def _study(self):
         import optuna
-        from hydra.utils import instantiate
-        if self.sampler_conf == "grid":
-            return _GridSampler(grid_of(space))
-        if isinstance(self.sampler_conf, optuna.samplers.BaseSampler):  # Hydra instantiated the config
-            return self.sampler_conf
-        if isinstance(self.sampler_conf, (dict, DictConfig)):
-            return instantiate(self.sampler_conf)
-        raise ValueError(f"hydra.sweeper.sampler={self.sampler_conf!r}: expected grid or an Optuna sampler config "
-                         f"({{_target_: optuna.samplers.TPESampler, seed: 1}})")
-
-    def _study(self, space: dict):
-        import optuna
-        if isinstance(self.storage, str) and self.storage.startswith("sqlite:///"):
-            Path(self.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.create_study(study_name=self.study_name, storage=self.storage, direction=self.direction,
-                                   sampler=self._sampler(space), load_if_exists=True)
+        self.optuna_storage = open_storage(self.storage)
+        # grid: the trials are enqueued in the grid's order, the sampler draws nothing
+        sampler = optuna.samplers.RandomSampler(seed=0) if self.sampler_conf == "grid" else \
+            make_sampler(self.sampler_conf, "grid or an Optuna sampler config")
+        return optuna.create_study(study_name=self.study_name, storage=self.optuna_storage, direction=self.direction,
+                                   sampler=sampler, load_if_exists=True)
 
     def _size(self, space: dict) -> int:
         """Configurations in the first rung: n_trials, or the grid's size."""
@@ -157,23 +144,22 @@ class HalvingSweeper(Sweeper):
             if self.sampler_conf != "grid":
                 raise ValueError("hydra.sweeper.n_trials is null: give the number of configurations (only "
                                  "sampler=grid knows its own)")
-            n = math.prod(len(v) for v in grid_of(space).values())
+            n = len(grid_points(space))
         if n < 1:
             raise ValueError(f"hydra.sweeper.n_trials={n}: expected at least 1")
-        if self.sampler_conf == "grid" and n > math.prod(len(v) for v in grid_of(space).values()):
-            raise ValueError(f"hydra.sweeper.n_trials={n} is more than the grid's "
-                             f"{math.prod(len(v) for v in grid_of(space).values())} configurations")
+        if self.sampler_conf == "grid" and n > len(grid_points(space)):
+            raise ValueError(f"hydra.sweeper.n_trials={n} is more than the grid's {len(grid_points(space))} "
+                             f"configurations")
         return n
 
     def _first_rung(self, study, space: dict, n: int) -> list[int]:
-        """The study's first n trials, asking the sampler for those not yet created."""
+        """The study's first n trials, creating those not yet created (grid: trial k = the grid's k-th point)."""
+        check_same_space(study, space, str(self.storage))
         trials = study.get_trials(deepcopy=False)
-        for t in trials:
-            if set(t.distributions) != set(space):
-                raise ValueError(f"{self.storage}: trial {t.number} of study {study.study_name} searched "
-                                 f"{sorted(t.distributions)}, this command searches {sorted(space)}; use another "
-                                 f"hydra.sweep.dir (or hydra.sweeper.study_name) for another search")
+        grid = grid_points(space) if self.sampler_conf == "grid" else None
         while len(trials) < n:
+            if grid is not None:
+                study.enqueue_trial(grid[len(trials)])
             trial = study.ask(fixed_distributions=space)
             trial.set_user_attr(TRIAL_ATTR, str(self.sweep_dir / str(trial.number)))
             trials = study.get_trials(deepcopy=False)
@@ -181,8 +167,6 @@ class HalvingSweeper(Sweeper):
 
     # ---------------------------------------------------------------- the search
     def sweep(self, arguments: List[str]) -> None:
-        from optuna.trial import TrialState
-
         cfg = self.config
         max_steps = cfg.trainer.max_steps
         if not max_steps:
@@ -197,8 +181,17 @@ class HalvingSweeper(Sweeper):
             if line.split("=")[0].lstrip("+~") in SET_BY_SEARCH:
                 raise ValueError(f"{line}: the search sets {', '.join(SET_BY_SEARCH)} for each job")
         steps = rung_steps(self.min_resource, self.reduction_factor, int(max_steps))
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        study = self._study(space)
+        locks = lock_study(self.sweep_dir, self.storage)
+        try:
+            self._search(space, fixed, steps)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def _search(self, space: dict, fixed: list[str], steps: list[int]) -> None:
+        from optuna.trial import TrialState
+
+        study = self._study()
         n_trials = self._size(space)
         plan = {"n_trials": n_trials, "rung_steps": steps}
         if study.user_attrs.get("fpt_plan", plan) != plan:
@@ -224,8 +217,9 @@ class HalvingSweeper(Sweeper):
             if todo:
                 self._launch(study, trials, todo, stop, fixed, first=k == 0, last=last)
             trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-            values = {n: trials[n].intermediate_values.get(stop, math.nan) for n in members}
-            if all(math.isnan(v) for v in values.values()):
+            values = {n: trials[n].intermediate_values[stop] for n in members  # failed trials have none
+                      if stop in trials[n].intermediate_values and trials[n].state != TrialState.FAIL}
+            if not values:
                 failed_all = k
                 break
             if last:
@@ -242,9 +236,9 @@ class HalvingSweeper(Sweeper):
             raise RuntimeError(f"every job of rung {failed_all} failed: see the job folders' results.json under "
                                f"{self.sweep_dir}")
         best = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-        if best:
+        if best:  # max() keeps the first of equal values: ties go to the lower trial number
             top = max(best, key=lambda t: t.value if maximize else -t.value)
-            log.info("best trial %d: %s = %.4f (%s)", top.number, self.direction, top.value, top.params)
+            log.info("best trial %d: %s = %s (%s)", top.number, self.direction, reported_value(top), top.params)
 
     def _launch(self, study, trials: dict, todo: list[int], stop: int, fixed: list[str], first: bool,
                 last: bool) -> None:
@@ -261,51 +255,47 @@ class HalvingSweeper(Sweeper):
                           f"trainer.resume={str(own).lower()}", f"trainer.skip_completed={str(own).lower()}",
                           f"hydra.sweep.subdir={n}"])
         returns = self.launcher.launch(batch, initial_job_idx=min(todo))
+        storage, maximize = self.optuna_storage, self.direction == "maximize"
         for n, ret in zip(todo, returns):
-            folder = self.sweep_dir / str(n)
-            if ret.status != JobStatus.COMPLETED:
-                log.warning("trial %d failed at rung step %d: %s", n, stop, ret._return_value)
+            folder, tid = self.sweep_dir / str(n), trial_id(self.optuna_storage, study, n)
+            error = ret._return_value if ret.status != JobStatus.COMPLETED else None
+            if error is None:
+                results = _results(folder)
+                if results.get("steps") != stop:
+                    raise RuntimeError(f"{folder}/results.json: the job stopped at step {results.get('steps')}, "
+                                       f"the search asked for step {stop}")
+                try:
+                    best, was_nan = objective(ret.return_value, maximize) if last else (None, False)
+                except ValueError as err:
+                    error = err
+            if error is not None:  # (a job refused by a lock too: a failure, never a pruned trial)
+                log.warning("trial %d failed at rung step %d: %s", n, stop, first_line(error))
+                storage.set_trial_user_attr(tid, ERROR_ATTR, f"rung step {stop}: {first_line(error)}")
                 study.tell(n, state=TrialState.FAIL)
                 continue
-            results = _results(folder)
             metric = results["metric"]
-            value = results["final"].get(metric, math.nan)
-            if results.get("steps") != stop:
-                raise RuntimeError(f"{folder}/results.json: the job stopped at step {results.get('steps')}, the "
-                                   f"search asked for step {stop}")
-            study._storage.set_trial_intermediate_value(trials[n]._trial_id, stop, value)
-            study._storage.set_trial_user_attr(trials[n]._trial_id, "train_flops", results.get("train_flops"))
+            value = results["final"].get(metric)  # NaN stays NaN: the rung's worst value
+            storage.set_trial_intermediate_value(tid, stop, math.nan if value is None else float(value))
+            storage.set_trial_user_attr(tid, "train_flops", results.get("train_flops"))
             if last:
-                study.tell(n, float(ret.return_value))  # the run's best dev value: what train.py returns
+                if was_nan:
+                    log.warning("trial %d returned NaN: recorded as the worst value (%s)", n, best)
+                    storage.set_trial_user_attr(tid, NAN_ATTR, True)
+                study.tell(n, best)  # the run's best dev value: what train.py returns
 
     def _write_summary(self, study, steps: list[int], sizes: list[int]) -> None:
         from fpt.checkpoint import write_json
         trials = {}
         for t in study.get_trials(deepcopy=False):
-            trials[str(t.number)] = {"params": t.params, "state": t.state.name, "value": t.value,
-                                     "rung_values": {str(s): v for s, v in sorted(t.intermediate_values.items())},
-                                     "job_dir": t.user_attrs.get(TRIAL_ATTR)}
+            trials[str(t.number)] = {"params": t.params, "state": t.state.name, "value": reported_value(t),
+                                     "value_nan": bool(t.user_attrs.get(NAN_ATTR)),
+                                     "rung_values": {str(s): None if math.isnan(v) else v
+                                                     for s, v in sorted(t.intermediate_values.items())},
+                                     "job_dir": t.user_attrs.get(TRIAL_ATTR), "error": t.user_attrs.get(ERROR_ATTR)}
         write_json(self.sweep_dir / SEARCH_FILE, {
             "kind": "successive_halving", "study": study.study_name, "storage": self.storage,
             "direction": self.direction, "reduction_factor": self.reduction_factor, "rung_steps": steps,
             "rung_sizes": sizes, "trials": trials})
-
-
-def _grid_sampler_class():
-    from optuna.samplers import GridSampler
-
-    class Grid(GridSampler):
-        """Optuna's GridSampler, less its study.stop() once the grid is exhausted (that only works inside
-        study.optimize, which this sweeper does not use: it tells trials their results itself)."""
-
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
-
-    return Grid
-
-
-def _GridSampler(grid: dict):
-    return _grid_sampler_class()(grid)
 
 
 def _results(folder: Path) -> dict:

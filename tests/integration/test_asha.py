@@ -1,14 +1,17 @@
-"""Successive halving (hparams_search=tiny_asha, hydra_plugins/fpt_plugins/halving_sweeper.py) and the trainer's
+"""Successive halving (hparams_search=tiny_halving, hydra_plugins/fpt_plugins/halving_sweeper.py) and the trainer's
 stop step: a stopped-then-promoted run equals an uninterrupted one bitwise; the sweep's rungs; resuming an
 interrupted sweep; fpt.collect's search summary."""
 import json
 import math
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from helpers import run_python
+from helpers import ROOT, run_python, subprocess_env
 from safetensors.torch import load_file
 
 from fpt import CONF_DIR
@@ -89,20 +92,21 @@ def test_rungs_sizes_and_promotion_rule():
     values = {0: 0.5, 1: 0.9, 2: math.nan, 3: 0.7, 4: 0.7}
     assert promote(values, 2, maximize=True) == [1, 3]        # ties: the lower trial number
     assert promote(values, 2, maximize=False) == [0, 3]
-    assert promote({0: math.nan, 1: 0.1}, 2, maximize=True) == [1]  # a failed trial never goes on
+    assert promote({0: math.nan, 1: 0.1}, 1, maximize=True) == [1]  # NaN is the worst value ...
+    assert promote({0: math.nan, 1: 0.1}, 2, maximize=True) == [0, 1]  # ... not a failure (failed: not in values)
     with pytest.raises(ValueError, match="min_resource=9"):
         rung_steps(9, 3, 8)
 
 
 # --------------------------------------------------------------------------- (b), (c), (d): the sweep
 def sweep(out: Path, fault: str | None = None, *extra: str):
-    return run_python("train.py", "-m", "hparams_search=tiny_asha", f"output_root={out}", "trainer.log_every=1",
+    return run_python("train.py", "-m", "hparams_search=tiny_halving", f"output_root={out}", "trainer.log_every=1",
                       *extra, fault=fault)
 
 
-def study_trials(folder: Path):
+def study_trials(folder: Path, name: str = "tiny_halving"):
     import optuna
-    return optuna.load_study(study_name="tiny_asha", storage=f"sqlite:///{folder}/optuna.db").trials
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db").trials
 
 
 def check_search(folder: Path):
@@ -134,7 +138,7 @@ def test_search_runs_rungs_resumes_after_interruption_and_collects(tmp_path):
     # interrupted in rung 1 (steps 3-4): SIGKILLed at step 3 of the first promoted trial
     proc = sweep(tmp_path, "after_step:3")
     assert proc.returncode == -9, proc.output[-3000:]
-    folder = tmp_path / "multirun" / "tiny_asha"
+    folder = tmp_path / "multirun" / "tiny_halving"
     assert sorted(max(t.intermediate_values) for t in study_trials(folder)) == [2, 2, 2, 2]  # rung 0 recorded
     proc = sweep(tmp_path)  # the same command again
     assert proc.returncode == 0, proc.output[-3000:]
@@ -163,14 +167,41 @@ def test_search_runs_rungs_resumes_after_interruption_and_collects(tmp_path):
     assert proc.returncode != 0 and "was started with {'n_trials': 4, 'rung_steps': [2, 4, 8]}" in proc.output
 
 
-def test_ptv2_asha_composes_to_the_papers_space_with_its_study_under_the_sweep():
+def test_a_second_sweep_into_the_same_folder_is_refused_and_the_first_is_intact(tmp_path):
+    """Two `-m hparams_search=tiny_halving` into one sweep folder a few seconds apart: the second is refused at
+    once naming the first's pid and host (the old name tiny_asha prints its notice), the first search is whole."""
+    folder = tmp_path / "multirun" / "tiny_halving"
+    first = subprocess.Popen([sys.executable, "train.py", "-m", "hparams_search=tiny_halving", f"output_root={tmp_path}",
+                              "trainer.log_every=1"], cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(1200):  # until the first sweep holds its folder's lock
+            lock = folder / "run.lock"
+            if lock.is_file() and f'"pid": {first.pid}' in lock.read_text():
+                break
+            time.sleep(0.1)
+        second = run_python("train.py", "-m", "hparams_search=tiny_asha", f"output_root={tmp_path}",
+                            f"hydra.sweep.dir={folder}", "hydra.sweeper.study_name=tiny_halving")
+        output = first.communicate(timeout=600)[0]
+    finally:
+        first.kill()
+    assert "hparams_search=tiny_asha is renamed hparams_search=tiny_halving" in second.output
+    assert second.returncode != 0 and f"is in use by another sweep: pid {first.pid} on host" in second.output
+    assert "Launching" not in second.output  # refused before any job
+    assert first.returncode == 0, output[-3000:]
+    check_search(folder)
+    from fpt.collect import collect
+    assert "## Failed or unfinished jobs\n\nnone" in collect([folder])
+
+
+def test_ptv2_halving_composes_to_the_papers_space_with_its_study_under_the_sweep():
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hparams_search=ptv2_asha", "task=rte", "model=roberta-large",
+        cfg = compose(config_name="config", overrides=["hparams_search=ptv2_halving", "task=rte", "model=roberta-large",
                                                        "hydra/launcher=slurm"], return_hydra_config=True)
     s = cfg.hydra.sweeper
     assert s._target_ == "hydra_plugins.fpt_plugins.halving_sweeper.HalvingSweeper"
-    assert s.storage == "sqlite:///outputs/multirun/ptv2_asha/rte-roberta-large-deep-none/optuna.db"
+    assert s.storage == "sqlite:///outputs/multirun/ptv2_halving/rte-roberta-large-deep-none/optuna.db"
     assert s.sampler == "grid" and s.reduction_factor == 3 and s.params["optim.lr"] == "choice(5e-3, 7e-3, 1e-2)"
     from hydra_plugins.fpt_plugins.halving_sweeper import rung_steps
     assert rung_steps(s.min_resource, s.reduction_factor, cfg.trainer.max_steps) == [1000, 3000, 9000]

@@ -198,3 +198,30 @@ def test_plot_draws_the_seed_mean_with_a_band(tmp_path, monkeypatch):
     assert ys.max() == pytest.approx(0.75 + statistics.stdev([0.7, 0.8]))
     assert (sweep / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plt.close(fig)
+
+
+def test_runtime_keys_do_not_split_a_configuration_grouped_by_identity(tmp_path):
+    """paths.data_root (where the data is found: the data enters the identity through task.data_dir and the files'
+    contents) and a key added later at its old value (fpt/identity.py ADDED_KEYS) are not part of a run's identity."""
+    sweep = tmp_path / "sweep"
+    extra = [{"paths": {"data_root": "data"}, "schedule": {"name": "none"}},
+             {"paths": {"data_root": "../shared/data"}, "schedule": {"name": "none", "keep_layers": "spread"}}]
+    for seed, more in enumerate(extra, 1):
+        job(sweep / str(seed), lr=1e-2, length=4, seed=seed, best=0.5 + seed / 10)
+        cfg = yaml.safe_load((sweep / str(seed) / "config.yaml").read_text())
+        (sweep / str(seed) / "config.yaml").write_text(yaml.safe_dump({**cfg, **more}))
+    table, columns = make_table(read_sweeps([sweep]))
+    assert list(table["n"]) == [2] and table.at[0, "best_mean"] == pytest.approx(0.65)
+    assert not any(c.startswith("paths.") for c in columns)
+
+
+def test_a_nan_seed_makes_the_mean_nan_and_is_never_best(tmp_path):
+    sweep = tmp_path / "sweep"
+    job(sweep / "0", lr=1e-2, length=4, seed=1, best=0.9)
+    job(sweep / "1", lr=1e-2, length=4, seed=2, best=float("nan"))  # a completed run whose metric is NaN
+    job(sweep / "2", lr=3e-2, length=4, seed=1, best=0.5)
+    text = collect([sweep])
+    rows = {float(r["optim.lr"]): r for r in read_csv(sweep / "results.csv")}
+    assert rows[1e-2]["n"] == "2" and rows[1e-2]["best_mean"] == ""  # not 0.9, the mean of the other seed
+    assert "| 0.01 | 2 | accuracy | nan | nan |" in text and "0.5000 *" in text
+    assert read_csv(sweep / "best.csv")[0]["configuration"] == "optim.lr=0.03"

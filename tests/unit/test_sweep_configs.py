@@ -16,6 +16,8 @@ def test_ptv2_grid_is_the_papers_search_space():
 def test_optuna_search_persists_its_study_under_the_sweep():
     cfg = hydra_compose("hparams_search=optuna", "task=rte", "model=roberta-large")
     s = cfg.hydra.sweeper
+    assert s._target_ == "hydra_plugins.fpt_plugins.optuna_sweeper.OptunaSweeper"  # fpt's, on Optuna's public API
+    assert s.sampler._target_ == "optuna.samplers.TPESampler" and s.sampler.seed == cfg.seed
     assert s.direction == "maximize" and s.study_name == "rte-roberta-large-deep-none"
     assert s.storage == "sqlite:///outputs/multirun/optuna/rte-roberta-large-deep-none/optuna.db"
     assert set(s.params) == {"optim.lr", "prompt.length", "trainer.epochs"}
@@ -44,3 +46,19 @@ def test_claim_gpu_skips_gpus_other_processes_hold(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="no CUDA GPU"):
         monkeypatch.setattr(dist, "_claimed", {})
         dist.claim_gpu(n_gpus=0, lock_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("old, new, extra", [("tiny_asha", "tiny_halving", []),
+                                             ("ptv2_asha", "ptv2_halving", ["task=rte", "model=roberta-large"])])
+def test_old_halving_names_are_aliases_keeping_their_sweep_folder(old, new, extra):
+    """hparams_search=*_asha (renamed *_halving) composes to the same search, in its old sweep folder and study, so
+    a search started under the old name continues; the sweeper prints a notice (tests/unit/test_sweepers.py)."""
+    from omegaconf import OmegaConf
+
+    a, b = hydra_compose(f"hparams_search={old}", *extra), hydra_compose(f"hparams_search={new}", *extra)
+    assert a.hydra.sweep.dir == b.hydra.sweep.dir.replace(new, old) != b.hydra.sweep.dir
+    assert a.hydra.runtime.choices.hparams_search == old
+    job_a, job_b = ({k: v for k, v in OmegaConf.to_container(c).items() if k != "hydra"} for c in (a, b))
+    assert job_a == job_b
+    sa, sb = (OmegaConf.to_container(c.hydra.sweeper, resolve=True) for c in (a, b))
+    assert {**sa, "study_name": None, "storage": None} == {**sb, "study_name": None, "storage": None}
