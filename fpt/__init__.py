@@ -1,6 +1,8 @@
 """fpt: prompt tuning experiments (FPT progressive training, P-tuning v2 deep prompts) on one Hydra config tree."""
 from pathlib import Path
 
+__version__ = "0.1.0"  # the one place of the version (pyproject.toml reads it)
+
 
 def _conf_dir() -> Path:
     """The Hydra config tree: `fpt/conf` (in a checkout a symlink to the top-level `conf/`, in an installed

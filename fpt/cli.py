@@ -3,11 +3,16 @@
 
     fpt-train task=rte model=roberta-large prompt=deep     # the same overrides as train.py
     fpt-train --cfg job                                    # print the composed config
+    fpt-train --help                                       # the config groups and their options
     fpt-eval run=outputs/demo split=eval                   # the same overrides as eval.py
 
 `RunFolderCheck` (a Hydra callback, conf/config.yaml and conf/eval.yaml) refuses an unusable folder before
 Hydra creates it and opens its log file there: a job folder that cannot be written, and for eval.py a `run=`
 that is no training run (so a typo creates no `<typo>/eval/...` folder).
+
+A bad value, a missing data file or a run folder that holds another config's run stops a single run with one line
+naming it (`ConfigError: trainer.batch_size=0: expected a whole number >= 1`); HYDRA_FULL_ERROR=1 shows the
+traceback. In a multirun the job fails as any other error does (Hydra reports it; the other jobs still run).
 """
 from __future__ import annotations
 
@@ -24,25 +29,70 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from . import CONF_DIR  # noqa: E402
 from .config import register_configs  # noqa: E402
-from .validate import ConfigError, check_writable  # noqa: E402
+from .extras import MissingExtra  # noqa: E402
+from .run_folder import RunFolderError  # noqa: E402
+from .tasks import TaskDataError  # noqa: E402
+from .validate import ConfigError, check_config, check_writable  # noqa: E402
 
 register_configs()
 
+# bad input the message already names (key and value, file and line, folder, the extra to install): no traceback
+# adds to it
+USER_ERRORS = (ConfigError, TaskDataError, RunFolderError, MissingExtra)
+
+
+def config_groups(conf_dir=CONF_DIR) -> dict[str, list[str]]:
+    """The config groups under conf/ and their options: the YAML files a user picks from (hydra/launcher too). The
+    schemas (fpt/config.py, registered in Hydra's ConfigStore) are not options and are not listed."""
+    groups = {}
+    for folder in sorted(p for p in conf_dir.rglob("*") if p.is_dir()):
+        group = folder.relative_to(conf_dir).as_posix()
+        options = sorted(f.stem for f in folder.glob("*.yaml"))
+        if options:
+            groups[group] = options
+    return groups
+
+
+def help_text(command: str) -> str:
+    lines = [f"{command} [group=option ...] [key=value ...]   (README.md; docs/configuration.md)", "",
+             "Config groups (group=option):"]
+    lines += [f"  {group}: {', '.join(options)}" for group, options in config_groups().items()]
+    lines += ["", "Any value: key=value (trainer.max_steps=100, optim.lr=1e-3); a sweep: -m key=a,b",
+              f"{command} [overrides] --cfg job   prints the composed config (not with -m)",
+              f"{command} --hydra-help             Hydra's own flags"]
+    return "\n".join(lines)
+
+
+def _command() -> str:
+    return "fpt-train" if os.path.basename(sys.argv[0]) == "fpt-train" else "python train.py"
+
+
+def train():
+    """`python train.py` / `fpt-train`: --help lists the config groups; otherwise Hydra runs `_train`."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print(help_text(_command()))
+        return None
+    return _train()
+
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def train(cfg) -> float:
+def _train(cfg) -> float:
     """Train a prompt; returns the best dev value of the task's selection metric (what a sweeper maximizes)."""
     hc = HydraConfig.get()
     search = hc.runtime.choices.get("hparams_search")
     if search not in (None, "null") and hc.mode != RunMode.MULTIRUN:
-        command = "fpt-train" if os.path.basename(sys.argv[0]) == "fpt-train" else "python train.py"
-        raise ValueError(f"hparams_search={search} is a sweep: add -m ({command} -m hparams_search={search} ...)")
+        raise ValueError(f"hparams_search={search} is a sweep: add -m ({_command()} -m hparams_search={search} ...)")
     if hc.runtime.choices.get("hydra/launcher") == "local_gpus" and cfg.trainer.device == "auto":
         cfg.trainer.device = "free"  # a GPU of its own for each concurrent job (conf/hydra/launcher/local_gpus.yaml)
-    from .validate import check_config
-    check_config(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
-    from .run import main
-    results = main(cfg, hc.runtime.output_dir)
+    try:
+        check_config(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
+        from .run import main
+        results = main(cfg, hc.runtime.output_dir)
+    except USER_ERRORS as err:
+        if hc.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     return results["best"].get(results["metric"], float("nan"))
 
 

@@ -13,8 +13,9 @@ and writes next to the sweep (or to --out):
                empty when undefined), e.g. pandas.read_csv(...).sort_values("best_mean")
   best.csv     the best configuration per (task, model, prompt, schedule), numeric as results.csv
   jobs.csv     one row per job, with its status and error
-  curves.png   (--plot) dev metric against cumulative training FLOPs, per configuration the mean over
-               seeds and a band of ± one standard deviation
+  curves.png   (--plot) dev metric against cumulative training FLOPs, one panel per (task, model): per
+               configuration the mean over seeds and a band of ± one standard deviation; the legend, outside
+               the axes, names only the keys that vary in that panel
 
 A successive-halving search (hparams_search=ptv2_halving; its sweep folder holds search.json) also gets a table of
 its trials: the rung (stop step) each reached, its dev metric there, its best, its train FLOPs, and the total
@@ -37,12 +38,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from .checkpoint import write_text
 from .config import flatten
+from .extras import require
 from .identity import ADDED_KEYS, RUNTIME_GROUPS, RUNTIME_KEYS
+
+pd = require("pandas", "python -m fpt.collect")
 
 IDENTITY = {"task": "task.name", "model": "model.name", "prompt": "prompt.type", "schedule": "schedule.name"}
 # not part of a run's identity (fpt/identity.py: where and how it runs), or the repeat axis (seed)
@@ -468,32 +471,43 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_text(path, frame.to_csv(index=False))
 
 
+def panels(table: pd.DataFrame, columns: list[str]) -> dict[tuple, list[tuple[int, str]]]:
+    """The plot's panels: per (task, model, metric) with a completed configuration, its rows and their legend
+    labels, which name only the columns whose value varies within that panel (and the seed count)."""
+    done = table[table["n"] > 0]
+    out = {}
+    for key, rows in done.groupby(["task", "model", "metric"], sort=True):
+        varying = [c for c in columns if c not in ("task", "model") and rows[c].astype(str).nunique() > 1]
+        out[key] = [(i, ", ".join(f"{c}={rows.at[i, c]}" for c in varying) + f" (n={rows.at[i, 'n']})")
+                    for i in rows.index]
+    return out
+
+
 def plot(table: pd.DataFrame, columns: list[str], path: Path) -> None:
-    """Dev metric against cumulative training FLOPs: per configuration the mean over seeds and a band of
-    ± one standard deviation (where two or more seeds reached a step)."""
-    import matplotlib
+    """Dev metric against cumulative training FLOPs, one panel per (task, model): per configuration the mean
+    over seeds and a band of ± one standard deviation (where two or more seeds reached a step); each panel's
+    legend, to the right of it, names only what varies in that panel."""
+    matplotlib = require("matplotlib", "python -m fpt.collect --plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = table[table["n"] > 0]
-    panels = sorted({(r["task"], r["metric"]) for _, r in done.iterrows()})
-    varying = [c for c in columns if c != "task" and table[c].astype(str).nunique() > 1]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6 * max(len(panels), 1), 4.5), squeeze=False)
-    for ax, (task, metric) in zip(axes[0], panels):
-        for _, r in done[(done["task"] == task) & (done["metric"] == metric)].iterrows():
-            curve = seed_curve([_eval_curve(run_dir, metric) for run_dir in r["run_dirs"]])
+    found = panels(table, columns)
+    fig, axes = plt.subplots(max(len(found), 1), 1, figsize=(10, 3.6 * max(len(found), 1)), squeeze=False)
+    for ax, ((task, model, metric), rows) in zip(axes[:, 0], found.items()):
+        for i, label in rows:
+            curve = seed_curve([_eval_curve(run_dir, metric) for run_dir in table.at[i, "run_dirs"]])
             if curve.empty:
                 continue
-            label = " ".join(f"{c}={r[c]}" for c in varying) + f" (n={r['n']})"
             line, = ax.plot(curve["flops"], curve["mean"], marker="o", markersize=3, label=label)
             band = curve.dropna(subset=["std"])
             ax.fill_between(band["flops"], band["mean"] - band["std"], band["mean"] + band["std"],
                             color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set(title=task, xlabel="cumulative training FLOPs", ylabel=f"dev {metric} (mean ± std over seeds)")
+        ax.set(title=f"{task} · {model}", xlabel="cumulative training FLOPs", ylabel=f"dev {metric}\n(mean ± std)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

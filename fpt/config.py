@@ -156,6 +156,7 @@ class TrainerConfig:
     checkpoint_layers: float = 1.0      # with it: the fraction of each layer stack checkpointed, from the bottom
     resume: bool = True                 # continue a killed run (same run dir or same config)
     skip_completed: bool = True         # a finished run with this exact config is not run again
+    keep_checkpoints: bool = True       # false: a completed run removes checkpoint/*.pt (its safetensors stay)
     progress: bool = True
     log_every: int = 10
     threads: Optional[int] = None       # torch CPU threads

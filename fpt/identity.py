@@ -24,7 +24,7 @@ from .config import flatten
 # gradient checkpointing recomputes the same values; stop_at_step (where a search's rung pauses the run) neither:
 # the same run continues with a later stop step
 TRAINER_RUNTIME_KEYS = ("resume", "skip_completed", "progress", "log_every", "threads", "device",
-                        "gradient_checkpointing", "checkpoint_layers", "stop_at_step")
+                        "gradient_checkpointing", "checkpoint_layers", "stop_at_step", "keep_checkpoints")
 RUNTIME_KEYS = ("run_dir", "output_root", *(f"trainer.{k}" for k in TRAINER_RUNTIME_KEYS))
 # whole groups that say where metrics are shown (logger) or where files are found (paths: a data folder
 # enters the identity through task.data_dir and the data files' contents)

@@ -1,7 +1,8 @@
 """`init_from=<run folder or trained-tensor file>`: start a run from a trained prompt (and head).
 
 - A run folder means its `trainable_final.safetensors`; give a file to start from another one
-  (e.g. `<run>/trainable_best.safetensors`).
+  (e.g. `<run>/trainable_best.safetensors`). A job folder that skipped or continued an earlier run (its
+  run_link.json) means that run, as for eval.py.
 - The prompt must fit this run's model and prompt config (fpt/trained.py checks the file's header).
 - The head is loaded when the source task has the same type and labels; otherwise it starts fresh
   (a prompt transferred to another task).
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .evaluate_run import resolve_run_dir
 from .trained import MODEL_KEYS, check_metadata, check_shapes, read_trained, tensor_metadata
 
 RUN_FILE = "trainable_final.safetensors"
@@ -25,7 +27,7 @@ RUN_FILE = "trainable_final.safetensors"
 def resolve(source: str) -> Path:
     path = Path(source).expanduser()
     if path.is_dir():
-        path = path / RUN_FILE
+        path = resolve_run_dir(path) / RUN_FILE
         if not path.is_file():
             raise FileNotFoundError(f"init_from={source}: the folder has no {RUN_FILE} (did that run finish? "
                                     f"give a .safetensors file, e.g. {Path(source) / 'trainable_best.safetensors'})")

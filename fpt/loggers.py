@@ -22,6 +22,7 @@ from typing import Any
 
 from .checkpoint import write_json, write_text
 from .config import flatten
+from .extras import require
 
 
 class Logger:
@@ -61,11 +62,7 @@ def _is_number(value) -> bool:
 
 
 def _import(package: str, logger: str):
-    try:
-        return importlib.import_module(package)
-    except ImportError as err:
-        raise ImportError(f"logger={logger} needs the {package!r} package, which is not installed: "
-                          f"pip install {package} (or choose another logger: conf/logger/)") from err
+    return require(package, f"logger={logger}", " (or choose another logger: conf/logger/)")
 
 
 def _keep_until(rows: list, step: int, step_of) -> list:

@@ -25,6 +25,8 @@ from typing import Callable
 
 import inspect
 
+from .extras import require
+
 UNREADABLE = -1  # a generated answer that matches no verbalizer
 
 
@@ -325,6 +327,7 @@ def seqeval_f1(predictions, references, scheme="IOB2", mode=None):
     inputs are converted to IOB2 first. mode=None is seqeval's default conlleval-like
     chunking, which reads IOB1 and IOB2 alike; mode="strict" uses seqeval's `scheme` rules.
     """
+    require("seqeval", "metric seqeval (the entity F1 of tagging tasks)")
     from seqeval import metrics as sm
     from seqeval import scheme as schemes
     _check_lengths(predictions, references)
@@ -345,6 +348,7 @@ def seqeval_f1(predictions, references, scheme="IOB2", mode=None):
 
 def rouge(predictions, references, use_stemmer=True):
     """ROUGE-1/2/L F1 (rouge_score package, Porter stemming on by default), averaged over examples."""
+    require("rouge_score", "metric rouge (summarization tasks)")
     from rouge_score import rouge_scorer
     _check_lengths(predictions, references)
     keys = ["rouge1", "rouge2", "rougeL"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import traceback
 from pathlib import Path
 
@@ -133,6 +134,8 @@ def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, identity: dic
     if main_rank:
         write_json(run_dir / "results.json", results)
         write_json(run_dir / "run_state.json", state(results["status"]))  # completed, or stopped (stop_at_step)
+        if results["status"] == "completed" and not cfg.trainer.keep_checkpoints:
+            shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # results and safetensors say it all now
         best = results["best"].get(results["metric"], float("nan"))
         log.info("done: %s best %s=%.4f at step %s, final %s, %d trainable params, %.3g train FLOPs, %.1fs -> %s",
                  results["task"], results["metric"], best, results["best_step"], results["final"],

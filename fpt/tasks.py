@@ -9,6 +9,7 @@ YAML file in conf/task/; this module only interprets those fields.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,9 @@ def _read_local(task, split: str) -> list[dict]:
     path = resolve_data_dir(task.data_dir) / task.files[split]
     if not path.is_file():
         raise TaskDataError(f"task {task.name}: data file not found: {path} "
-                            f"(task.data_dir={task.data_dir!r}, task.files.{split}={task.files[split]!r})")
+                            f"(task.data_dir={task.data_dir!r}, task.files.{split}={task.files[split]!r}); the "
+                            f"benchmark folders are looked up under paths.data_root: set FPT_DATA_ROOT=DIR (now "
+                            f"{os.environ.get('FPT_DATA_ROOT', 'unset: ./data')}) or task.data_dir=DIR")
     if path.stat().st_size == 0:
         raise TaskDataError(f"task {task.name}: data file is empty: {path} (task.files.{split}); "
                             f"expected {task.format} rows")

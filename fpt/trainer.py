@@ -11,6 +11,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 from transformers.optimization import Adafactor
 
@@ -140,6 +142,12 @@ def build_lr_schedule(optimizer, cfg, total_steps: int, batch_size: int | None =
     raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear, constant or exponential")
 
 
+
+
+def progress_interval(stream) -> float:
+    """Seconds between progress-bar redraws: live on a terminal, every 30 s in a log file (Slurm, nohup)."""
+    isatty = getattr(stream, "isatty", None)
+    return 0.1 if isatty is not None and isatty() else 30.0
 
 
 def _fault(point: str, step: int) -> None:
@@ -457,9 +465,12 @@ class Trainer:
             self.loggers.log_hparams(OmegaConf.to_container(self.cfg, resolve=True))
             # TensorBoard is rewritten from metrics.jsonl (kept up to the checkpoint): one events file per run
             self.loggers.replay([(scalars_of(r), r["step"]) for r in self._log_records()])
+            for line in self.describe():
+                log.info(line)
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.task.name} {self.cfg.prompt.type}",
-                   disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True)
+                   disable=not (self.tcfg.progress and self.is_main), dynamic_ncols=True,
+                   mininterval=progress_interval(sys.stderr))
         final = None
         if not resumed and self.step_offset and self.growth.final_stage:
             final = self.evaluate_and_keep_best(bar)  # a continuation starts where its source ended
@@ -472,7 +483,7 @@ class Trainer:
             self.train_seconds += time.perf_counter() - started
             self.step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr_schedule.get_last_lr()[0]:.2e}")
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.lr_schedule.get_last_lr()[0]:.2e}", refresh=False)
             if self.step % self.tcfg.log_every == 0 or self.step == self.total_steps:
                 self.log({"step": self.step, "loss": loss, "lr": self.lr_schedule.get_last_lr()[0],
                           "train_flops": self.train_flops, "train_seconds": self.train_seconds,
@@ -528,10 +539,31 @@ class Trainer:
             if self.is_main:
                 save_tensors(self.run_dir / "trainable_best.safetensors", self.model.trainable_state_dict(),
                              self._tensor_metadata("best"))
-        best = self.best["metrics"][self.task.metric] if self.best["metrics"] else float("nan")
-        if self.is_main:  # one line per evaluation, not one per DDP rank
-            bar.write(f"step {step}: {self.task.metric}={score:.4f} (best {best:.4f} at step {self.best['step']})")
+        if self.is_main:  # one line per evaluation, not one per DDP rank; in train.log too
+            with logging_redirect_tqdm():  # on the console above the progress bar
+                log.info(self.eval_line(step, score))
         return final
+
+    def eval_line(self, step: int, score: float) -> str:
+        """`step 100: accuracy=0.8100 (best 0.8200 at step 50)`; in a growth schedule's partial stages, which do
+        not compete for best, `(partial stage 1 of 4)`."""
+        line = f"step {step}: {self.task.metric}={score:.4f}"
+        if self.best["metrics"] is None:
+            return f"{line} (partial stage {self.growth.stage_index + 1} of {len(self.growth.stages)})"
+        return f"{line} (best {self.best['metrics'][self.task.metric]:.4f} at step {self.best['step']})"
+
+    def describe(self) -> list[str]:
+        """What this run is, logged at its start (console and train.log)."""
+        cfg, t = self.cfg, self.tcfg
+        prompt = cfg.prompt.type + (f" (length {cfg.prompt.length})" if cfg.prompt.type != "none" else "")
+        stages = f", {len(self.growth.stages)} stages" if len(self.growth.stages) > 1 else ""
+        evals = f"every {t.eval_every} steps" if t.eval_strategy == "steps" else "every epoch"
+        return [f"run folder: {self.run_dir}",
+                f"task {self.task.name} ({len(self.train_set)} train / {len(self.eval_set)} dev examples), "
+                f"model {cfg.model.name}, prompt {prompt}, schedule {cfg.schedule.name}{stages}",
+                f"{self.total_steps} steps of batch {t.batch_size}, {cfg.optim.name} lr {cfg.optim.lr:g} "
+                f"({cfg.optim.schedule}), dev {self.task.metric} {evals}, seed {cfg.seed}, device {self.device}"
+                + (f", resuming at step {self.step}" if self.step else "")]
 
     def _tensor_metadata(self, checkpoint: str) -> dict:
         from .trained import tensor_metadata

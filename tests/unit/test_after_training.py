@@ -288,3 +288,19 @@ def test_regression_kind_scores_predicts_and_fills_unlabeled_rows(tmp_path):
     assert [kind.targets(cfg.task, r) for r in rows] == [["3.8"], ["0.4"], ["4.6"], ["1.2"]]
     with pytest.raises(TaskDataError, match="label 'high' is not a number"):
         kind.reference(cfg.task, {**rows[0], "label": "high"})
+
+
+def test_init_from_a_job_folder_that_skipped_means_the_run_it_links_to(tmp_path):
+    """`python train.py ... hydra.run.dir=outputs/demo` run again after the same config completed elsewhere leaves
+    outputs/demo with run_link.json only; init_from=outputs/demo follows it, as eval.py does."""
+    from fpt.init_from import resolve
+    earlier = tmp_path / "2026-01-01" / "12-00-00"
+    earlier.mkdir(parents=True)
+    (earlier / "config.yaml").write_text("seed: 42\n")
+    (earlier / "trainable_final.safetensors").write_bytes(b"x")
+    job = tmp_path / "demo"
+    job.mkdir()
+    (job / "run_link.json").write_text(json.dumps({"run_dir": str(earlier), "earlier_status": "completed"}))
+    assert resolve(str(job)) == earlier / "trainable_final.safetensors"
+    with pytest.raises(FileNotFoundError, match="the folder has no trainable_final.safetensors"):
+        resolve(str(tmp_path))

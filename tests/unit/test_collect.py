@@ -225,3 +225,43 @@ def test_a_nan_seed_makes_the_mean_nan_and_is_never_best(tmp_path):
     assert rows[1e-2]["n"] == "2" and rows[1e-2]["best_mean"] == ""  # not 0.9, the mean of the other seed
     assert "| 0.01 | 2 | accuracy | nan | nan |" in text and "0.5000 *" in text
     assert read_csv(sweep / "best.csv")[0]["configuration"] == "optim.lr=0.03"
+
+
+def test_plot_has_a_panel_per_task_and_model_with_a_legend_of_what_varies_in_it(tmp_path, monkeypatch):
+    """Two sweeps: tiny-bert varies lr and prompt length, tiny-t5 only lr. One panel per model, each legend naming
+    only its own varying keys, outside the axes."""
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the dev/sweeps extras)")
+    from fpt.collect import panels
+    bert, t5 = tmp_path / "bert", tmp_path / "t5"
+    k = 0
+    for lr, length in [(1e-2, 4), (1e-2, 8), (5e-3, 4)]:
+        job(bert / str(k), lr=lr, length=length, seed=1, best=0.5 + k / 10)
+        _curve(bert / str(k), [(2, 10.0, 0.5), (4, 20.0, 0.5 + k / 10)])
+        k += 1
+    for lr in (1e-2, 5e-3):
+        job(t5 / str(k), lr=lr, length=4, seed=1, best=0.6, model="tiny-t5", name_or_path="tiny-t5")
+        _curve(t5 / str(k), [(2, 10.0, 0.5), (4, 20.0, 0.6)])
+        k += 1
+    table, columns = make_table(read_sweeps([bert, t5]))
+    found = panels(table, columns)
+    assert list(found) == [("rte", "tiny-bert", "accuracy"), ("rte", "tiny-t5", "accuracy")]
+    assert sorted(label for _, label in found["rte", "tiny-bert", "accuracy"]) == [
+        "optim.lr=0.005, prompt.length=4 (n=1)", "optim.lr=0.01, prompt.length=4 (n=1)",
+        "optim.lr=0.01, prompt.length=8 (n=1)"]
+    assert sorted(label for _, label in found["rte", "tiny-t5", "accuracy"]) == [
+        "optim.lr=0.005 (n=1)", "optim.lr=0.01 (n=1)"]  # prompt.length does not vary here: not named
+
+    import matplotlib.pyplot as plt
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    collect([bert, t5], out=tmp_path / "out", with_plot=True)
+    monkeypatch.undo()
+    [fig] = drawn
+    assert [ax.get_title() for ax in fig.axes] == ["rte · tiny-bert", "rte · tiny-t5"]
+    for ax, count in zip(fig.axes, (3, 2)):
+        assert len(ax.get_lines()) == count
+        legend = ax.get_legend()
+        fig.canvas.draw()
+        assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # right of the axes, not over the curves
+    assert (tmp_path / "out" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plt.close(fig)

@@ -126,9 +126,11 @@ def test_other_models_compose_to_ptv2_deep_recipe(model):
 
 
 def test_default_run_is_unchanged():
-    """`python train.py` (MiniLM on the bundled sentiment task) composes as before recipes existed."""
+    """`python train.py` (MiniLM on the bundled sentiment task) composes as before recipes existed, but for the
+    demo task's own length (conf/trainer/demo.yaml: 150 steps, evaluated every 50)."""
     cfg = compose()
-    assert fields(cfg, PTV2) == PTV2 and cfg.model.name == "minilm" and cfg.task.max_length == 64
+    demo = {**PTV2, "trainer.max_steps": 150, "trainer.eval_every": 50}
+    assert fields(cfg, demo) == demo and cfg.model.name == "minilm" and cfg.task.max_length == 64
     assert cfg.schedule.name == "none"
 
 
