@@ -235,7 +235,14 @@ class Config:
     init_from: Optional[str] = None     # a run folder or trained-tensor file to start from (fpt/init_from.py)
 
 
+def eval_dir(run, output_root) -> str:
+    """eval.py's output folder: <run>/eval, or <output_root>/zero-shot without a run (conf/eval.yaml)."""
+    return f"{run}/eval" if run else f"{output_root}/zero-shot"
+
+
 def register_configs() -> None:
+    from omegaconf import OmegaConf
+    OmegaConf.register_new_resolver("fpt_eval_dir", eval_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, node in [("model", ModelConfig), ("task", TaskConfig), ("prompt", PromptConfig),

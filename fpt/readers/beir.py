@@ -2,7 +2,7 @@
 
 A BEIR folder holds `corpus.jsonl` ({"_id", "title", "text"}), `queries.jsonl` ({"_id", "text"}) and
 `qrels/<split>.tsv` (header `query-id corpus-id score`). A split's rows are its judged queries, one row each:
-{"query_id", "query", "qrels": {corpus id: score}, "negatives": [], "_source": "<qrels file>:<line>"}. The corpus
+{"id", "query", "qrels": {corpus id: score}, "negatives": [], "_source": "<qrels file>:<line>"}. The corpus
 is read by `read_corpus(folder)`. A qrels line naming a query or passage the folder does not have is an error.
 
 DPR's JSON (a list of {"question", "positive_ctxs", "hard_negative_ctxs", ...}; each ctx {"title", "text",
@@ -113,7 +113,7 @@ def read_beir(path: Path, task) -> list[dict]:
     for qid, (rels, line) in read_qrels(path, queries, corpus).items():
         if not any(score > 0 for score in rels.values()):
             continue  # a query judged only non-relevant: no positive to train on or to find (as BEIR's evaluation)
-        rows.append({"query_id": qid, "query": queries[qid], "qrels": rels, "negatives": [],
+        rows.append({"id": qid, "query": queries[qid], "qrels": rels, "negatives": [],
                      "_source": f"{path}:{line}"})
     return rows
 
@@ -150,7 +150,7 @@ def read_dpr_json(path: Path, task) -> list[dict]:
                 ids[key].append(pid)
         if not ids["positive_ctxs"]:
             raise FormatError(f"{where}: no positive_ctxs")
-        rows.append({"query_id": str(item.get("id", i)), "query": question,
+        rows.append({"id": str(item.get("id", i)), "query": question,
                      "qrels": {pid: 1 for pid in ids["positive_ctxs"]},
                      "negatives": [p for p in ids["hard_negative_ctxs"] if p not in ids["positive_ctxs"]],
                      "passages": passages, "_source": where})

@@ -137,7 +137,7 @@ class Retrieval(Kind):
         queries = self._tokenize(task, tokenizer, [row["query"] for row in rows], passage=False)
         ids = list(corpus)
         passages = self._tokenize(task, tokenizer, [passage_text(corpus[p]) for p in ids], passage=True)
-        meta = [{"query_id": row["query_id"], "qrels": row["qrels"]} for row in rows] + [None] * len(ids)
+        meta = [{"query_id": row["id"], "qrels": row["qrels"]} for row in rows] + [None] * len(ids)
         return Features(queries + passages, meta=meta, examples=ids)
 
     def _train_features(self, task, rows, tokenizer, corpus):
@@ -176,7 +176,7 @@ class Retrieval(Kind):
                           "p_attention_mask": [tokens[p]["attention_mask"] for p in group],
                           "p_index": [index[p] + 1 for p in group],  # + 1: 0 is collate's padding
                           "q_positives": [index[p] + 1 for p in positives]})
-        return Features(items, meta=[row["query_id"] for row, *_ in pairs])
+        return Features(items, meta=[row["id"] for row, *_ in pairs])
 
     # ---------------------------------------------------------------- prediction and scoring
     def predict_bert(self, model, batch, task):
@@ -219,20 +219,20 @@ class Retrieval(Kind):
         return metrics
 
     def bert_records(self, task, rows, features, outputs, scores):
+        """prediction: the top-k [passage id, score] pairs, best first; gold: the relevant passage ids; score: the
+        top-1 passage's score."""
         _, top_scores, index = self.rank(task, features, outputs)
         ids = features.examples
-        preds = [[ids[j] for j in jrow] for jrow in index.tolist()]
+        preds = [[[ids[j], round(s, 6)] for s, j in zip(srow, jrow)]
+                 for srow, jrow in zip(top_scores.tolist(), index.tolist())]
         golds = [sorted(p for p, s in row["qrels"].items() if s > 0) for row in rows]
-        return preds, golds, [s[0] for s in top_scores.tolist()]
+        return preds, golds, [p[0][1] if p else None for p in preds]
 
-    def trec_run(self, task, rows, features, outputs, tag: str = "fpt") -> str:
-        """The ranking in TREC run format: `query-id Q0 passage-id rank score tag`, one line per retrieved passage."""
-        query_ids, scores, index = self.rank(task, features, outputs)
-        ids = features.examples
-        return "".join(f"{q} Q0 {ids[j]} {rank} {s:.6f} {tag}\n" for q, srow, jrow in
-                       zip(query_ids, scores.tolist(), index.tolist())
-                       for rank, (s, j) in enumerate(zip(srow, jrow), 1))
-
+    @staticmethod
+    def trec_run(records: list[dict], tag: str = "fpt") -> str:
+        """Prediction records as a TREC run: `query-id Q0 passage-id rank score tag`, one line per passage."""
+        return "".join(f"{r['id']} Q0 {pid} {rank} {score} {tag}\n" for r in records
+                       for rank, (pid, score) in enumerate(r["prediction"], 1))
 
 
 KIND = Retrieval()
