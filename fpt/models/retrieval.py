@@ -5,12 +5,14 @@ real tokens, unit length for cosine) or one unit vector per token through a trai
 scores queries against passages (dot product, or MaxSim: the sum over query tokens of the best passage token).
 `BiEncoder` is a PromptedEncoder (same prompts, growth, checkpoints) that encodes queries and passages: with
 task.retriever.shared=false the passages get a prompt of their own (a second deep or shallow prompt on the same
-frozen backbone, as PT-Retrieval's two prompted encoders). Its training loss is the softmax cross-entropy of
+frozen backbone, as PT-Retrieval's two prompted encoders) or, when the backbone trains (none, bitfit), a backbone
+copy of their own (DPR's question and context encoders). Its training loss is the softmax cross-entropy of
 each query over its own passages and all other passages of the batch (in-batch negatives).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 from torch import nn
@@ -55,7 +57,7 @@ class BiEncoder(PromptedEncoder):
         super().__init__(backbone, family, prompt_cfg, tokenizer, model_cfg, make_head, gradient_checkpointing,
                          checkpoint_layers)
         self.shared = self.head.shared
-        self.passage_deep = self.passage_shallow = None
+        self.passage_deep = self.passage_shallow = self.passage_backbone = None
         self._passage = False  # encoding passages (their own prompt when not shared)
         if not self.shared:
             if prompt_cfg.type == "deep":
@@ -65,10 +67,12 @@ class BiEncoder(PromptedEncoder):
             elif prompt_cfg.type == "shallow":
                 self.passage_shallow = ShallowPrompt(self.shallow.length, self.shallow.embeds.shape[1], "uniform",
                                                      init_range=prompt_cfg.init_range)
-            else:
-                raise ValueError(f"task.retriever.shared=false with prompt.type={prompt_cfg.type}: separate query "
-                                 f"and passage encoders are supported for prompt.type=deep|shallow (a prompt each on "
-                                 f"one frozen backbone); a second trained backbone copy is not supported")
+            elif gradient_checkpointing:
+                raise ValueError("task.retriever.shared=false with a trained backbone (prompt.type=none|bitfit) "
+                                 "keeps a passage backbone of its own, which trainer.gradient_checkpointing does not "
+                                 "reach; use one or the other")
+            else:  # the backbone trains (fine-tuning, BitFit): the passages get a copy of their own (DPR's ctx model)
+                self.passage_backbone = copy.deepcopy(backbone)
 
     # ---------------------------------------------------------------- which tower
     def deep_prompt(self):
@@ -80,6 +84,12 @@ class BiEncoder(PromptedEncoder):
     def _prepend_shallow(self, module, inputs, output):
         shallow = self.passage_shallow if self._passage and self.passage_shallow is not None else self.shallow
         return torch.cat([shallow(output.shape[0]).to(output.dtype), output], dim=1)
+
+    def encode(self, batch) -> torch.Tensor:
+        if self._passage and self.passage_backbone is not None:
+            return self.passage_backbone(input_ids=batch["input_ids"],
+                                         attention_mask=batch["attention_mask"]).last_hidden_state
+        return super().encode(batch)
 
     def embed(self, input_ids, attention_mask, passage: bool):
         self._passage = passage
