@@ -1,28 +1,17 @@
 """Retrieval (task.type=retrieval, docs/retrieval.md): BEIR/DPR readers, data preparation, exact chunked search,
 ranking metrics and ECE, the contrastive loss, BitFit, separate encoders, FLOPs and a tiny run end to end."""
-import importlib.util
 import json
 import math
-import os
 
 import pytest
 import torch
-from helpers import compose, jsonl, write
+from helpers import compose, jsonl, need, write
 
 from fpt.readers.beir import read_beir, read_dpr_json
 from fpt.readers.common import FormatError
 from fpt.retrieval.measures import expected_calibration_error, ranking_metrics
 from fpt.retrieval.search import dense_topk, late_topk, maxsim
 from fpt.tasks import TaskDataError
-
-IN_CI = os.environ.get("CI") == "true" or os.environ.get("FPT_REQUIRE_OPTIONAL") == "1"
-
-
-def need(module: str):
-    """Skip without an optional package of the retrieval extra, except in CI (where its absence is a failure)."""
-    if importlib.util.find_spec(module) is None and not IN_CI:
-        pytest.skip(f"{module} (the retrieval extra) is not installed")
-
 
 HEADER = "query-id\tcorpus-id\tscore\n"
 
