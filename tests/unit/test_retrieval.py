@@ -276,3 +276,31 @@ def test_tiny_run_trains_and_rescores(tmp_path, arch):
     summary = evaluate_run(tmp_path / "run", tmp_path / "ood", split="test", device="cpu",
                            overrides={"task.data_dir": str(other)})
     assert summary["overrides"] == {"task.data_dir": str(other)} and summary["examples"] == 4
+
+
+@pytest.mark.parametrize("override, message", [
+    ("task.retriever.arch=bert", "task.retriever.arch='bert': expected one of ['dpr', 'colbert']"),
+    ("task.retriever.pooling=pooler", "task.retriever.pooling='pooler': expected one of ['cls', 'mean']"),
+    ("task.negatives=random", "task.negatives='random': expected one of ['qrels', 'bm25']"),
+    ("task.retriever.search=annoy", "task.retriever.search='annoy': expected one of"),
+    ("task.retriever.top_k=0", "task.retriever.top_k=0: expected a positive whole number"),
+    ("task.hard_negatives=-1", "task.hard_negatives=-1: expected a whole number >= 0"),
+    ("task.retriever.temperature=0", "task.retriever.temperature=0.0: expected > 0"),
+    ("task.metric=ece", "task.metric='ece': expected one of ['ndcg@10', 'mrr@10', 'recall@20', 'recall@100']"),
+    ("task.metrics=[accuracy]", "a retrieval task is scored by [retrieval]"),
+])
+def test_retrieval_config_errors_at_start_up(tmp_path, override, message):
+    from fpt.validate import check_config
+    beir_folder(tmp_path)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        check_config(compose("task=beir", f"task.data_dir={tmp_path}", "model=tiny-bert", override))
+
+
+def test_growth_refuses_bitfit(tmp_path):
+    from fpt.run import main
+    beir_folder(tmp_path / "data")
+    cfg = compose("task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "prompt=bitfit",
+                  "schedule=fpt", "trainer.max_steps=2", "trainer.threads=1", "trainer.progress=false", "logger=none",
+                  f"output_root={tmp_path}")
+    with pytest.raises(ValueError, match="cannot be combined with prompt=bitfit"):
+        main(cfg, tmp_path / "run")
