@@ -304,3 +304,22 @@ def test_growth_refuses_bitfit(tmp_path):
                   f"output_root={tmp_path}")
     with pytest.raises(ValueError, match="cannot be combined with prompt=bitfit"):
         main(cfg, tmp_path / "run")
+
+
+def test_bm25_negatives_are_the_best_ranked_non_positives(tmp_path):
+    need("bm25s")
+    from fpt.retrieval.negatives import bm25_negatives
+    passages = ["red apple pie", "green apple tree", "blue sky", "apple apple apple red"]
+    got = bm25_negatives(["red apple"], ["a", "b", "c", "d"], passages, [{"d"}], 2)
+    assert got == {0: ["a", "b"]}  # d (the positive) ranks first and is left out; c shares no word
+    from fpt.tasks import read_rows
+    beir_folder(tmp_path)
+    cfg, _, tok, kind = build(tmp_path, "task.hard_negatives=1", "task.negatives=bm25")
+    rows = read_rows(cfg.task, "train")
+    feats = kind.features(cfg.task, rows, tok, False, train=True)
+    # query i is "about <word i> and <word i+7>": BM25's best non-positive shares one of those words
+    corpus = {f"d{i}": i for i in range(24)}
+    for row, item in zip(rows, feats.items):
+        i = corpus[next(iter(row["qrels"]))]
+        negative = item["p_index"][1] - 1
+        assert negative != i and negative in {(i + 7) % 24, (i - 7) % 24}
