@@ -110,6 +110,8 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
         partial = any(len(last.layers[s]) < n or last.ffn[s] < dims["ffn"] for s, n in dims["layers"].items())
     dev = place_model(model, pick_device(device), sharded=bool(cfg.model.device_map))
     header = load_trained(path, cfg, model, same_task=True)
+    if hasattr(model, "attach_cache"):  # a retriever: passage embeddings cached in the run folder, per checkpoint
+        model.attach_cache(run_dir / "embedding_cache", path)
     model.eval()
     return LoadedRun(cfg, model, tokenizer, kind, family.seq2seq, dev, header, path, partial)
 
@@ -183,6 +185,9 @@ def evaluate_run(run_dir, out_dir, *, split: str = "eval", data: str | None = No
                "split": None if data else split, "data": str(Path(data).resolve()) if data else None,
                "examples": len(preds), "labeled": bool(metrics), "metric": loaded.cfg.task.metric,
                "metrics": metrics, "device": str(loaded.device), "overrides": dict(overrides or {})}
+    if getattr(loaded.model, "embedding_cache", None) is not None:
+        summary["cached_passages"] = loaded.model.embedding_cache.hits
+        loaded.model.embedding_cache.save()
     return write_outputs(loaded, summary, preds, out_dir)
 
 

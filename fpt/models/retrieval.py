@@ -59,6 +59,7 @@ class BiEncoder(PromptedEncoder):
         self.shared = self.head.shared
         self.passage_deep = self.passage_shallow = self.passage_backbone = None
         self._passage = False  # encoding passages (their own prompt when not shared)
+        self.embedding_cache = None  # eval.py run=...: passage vectors of this checkpoint (attach_cache)
         if not self.shared:
             if prompt_cfg.type == "deep":
                 self.passage_deep = DeepPrompt(self.deep.num_sites, self.deep.length, self.deep.num_heads,
@@ -120,10 +121,18 @@ class BiEncoder(PromptedEncoder):
     @torch.no_grad()
     def embed_rows(self, batch) -> list[torch.Tensor]:
         """One CPU float tensor per row: its vector (DPR) or its real tokens' vectors (ColBERT); rows flagged
-        batch["is_passage"] are encoded as passages."""
+        batch["is_passage"] are encoded as passages. With an embedding cache (eval.py run=...), a passage whose
+        token ids it holds is not encoded again."""
         flags = batch["is_passage"].bool()
-        sides = [(flags, True), (~flags, False)] if not self.shared else [(torch.ones_like(flags), False)]
         out: list = [None] * flags.shape[0]
+        todo = torch.ones_like(flags)
+        keys = {}
+        if self.embedding_cache is not None:
+            for i in flags.nonzero().flatten().tolist():
+                keys[i] = self.embedding_cache.key(batch["input_ids"][i][batch["attention_mask"][i].bool()])
+                out[i] = self.embedding_cache.get(keys[i])
+                todo[i] = out[i] is None
+        sides = [(todo & flags, True), (todo & ~flags, False)] if not self.shared else [(todo, False)]
         for rows, passage in sides:
             where = rows.nonzero().flatten()
             if not len(where):
@@ -131,4 +140,11 @@ class BiEncoder(PromptedEncoder):
             vectors, mask = self.embed(batch["input_ids"][where], batch["attention_mask"][where], passage)
             for k, i in enumerate(where.tolist()):
                 out[i] = (vectors[k] if mask is None else vectors[k][mask[k]]).cpu()
+                if i in keys:
+                    self.embedding_cache.put(keys[i], out[i])
         return out
+
+    def attach_cache(self, folder, tensors) -> None:
+        """Cache passage embeddings in `folder`, keyed by the trained-tensor file (fpt/retrieval/cache.py)."""
+        from ..retrieval.cache import EmbeddingCache
+        self.embedding_cache = EmbeddingCache(folder, tensors)

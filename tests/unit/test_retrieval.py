@@ -323,3 +323,28 @@ def test_bm25_negatives_are_the_best_ranked_non_positives(tmp_path):
         i = corpus[next(iter(row["qrels"]))]
         negative = item["p_index"][1] - 1
         assert negative != i and negative in {(i + 7) % 24, (i - 7) % 24}
+
+
+def test_eval_caches_passage_embeddings_per_checkpoint(tmp_path):
+    need("ir_measures")
+    from fpt.evaluate_run import evaluate_run
+    from fpt.run import main
+    beir_folder(tmp_path / "data")
+    cfg = compose("task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "prompt.length=4",
+                  "trainer.batch_size=4", "trainer.max_steps=2", "trainer.eval_every=2", "trainer.threads=1",
+                  "trainer.progress=false", f"output_root={tmp_path}", "logger=none", "optim.lr=0.05")
+    main(cfg, tmp_path / "run")
+    first = evaluate_run(tmp_path / "run", tmp_path / "e1", split="test", device="cpu")
+    files = list((tmp_path / "run" / "embedding_cache").glob("trainable_best-*.pt"))
+    assert first["cached_passages"] == 0 and len(files) == 1
+    vectors = torch.load(files[0])
+    assert len(vectors) == 24  # every corpus passage
+    second = evaluate_run(tmp_path / "run", tmp_path / "e2", split="eval", device="cpu")
+    assert second["cached_passages"] == 24 and files[0].stat().st_size > 0
+    # the cache is what scoring uses: reversed vectors reverse the ranking
+    torch.save({k: -v for k, v in vectors.items()}, files[0])
+    flipped = evaluate_run(tmp_path / "run", tmp_path / "e3", split="test", device="cpu")
+    assert flipped["metrics"]["ndcg@10"] != first["metrics"]["ndcg@10"]
+    final = evaluate_run(tmp_path / "run", tmp_path / "e4", split="test", device="cpu", checkpoint="final")
+    assert final["cached_passages"] == 0  # another checkpoint file: its own cache
+    assert len(list((tmp_path / "run" / "embedding_cache").glob("*.pt"))) == 2
