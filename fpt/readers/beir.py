@@ -56,6 +56,23 @@ def read_corpus(folder: Path) -> dict[str, dict]:
     return corpus
 
 
+_CORPORA: dict = {}  # (corpus.jsonl path, mtime, size) -> corpus: the last folder's, read once per process
+
+
+def load_corpus(folder: Path) -> dict[str, dict]:
+    """read_corpus, read again only when corpus.jsonl changed (every split and the task kind share one read)."""
+    path = Path(folder) / "corpus.jsonl"
+    try:
+        stat = path.stat()
+    except OSError:
+        return read_corpus(folder)  # its error names the file
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _CORPORA:
+        _CORPORA.clear()
+        _CORPORA[key] = read_corpus(folder)
+    return _CORPORA[key]
+
+
 def read_queries(folder: Path) -> dict[str, str]:
     """queries.jsonl -> {id: text}."""
     path = Path(folder) / "queries.jsonl"
@@ -108,7 +125,7 @@ def read_qrels(path: Path, queries: dict, corpus: dict) -> dict[str, tuple[dict[
 def read_beir(path: Path, task) -> list[dict]:
     """A BEIR split (its qrels file, `path`, in <folder>/qrels/) -> one row per query with a positive judgement."""
     folder = Path(path).parent.parent
-    corpus, queries = read_corpus(folder), read_queries(folder)
+    corpus, queries = load_corpus(folder), read_queries(folder)
     rows = []
     for qid, (rels, line) in read_qrels(path, queries, corpus).items():
         if not any(score > 0 for score in rels.values()):

@@ -14,7 +14,8 @@ import random
 
 from ..batching import Features
 from ..metrics import compute_metrics
-from ..readers.beir import read_corpus
+from ..readers.beir import load_corpus
+from ..readers.common import FormatError
 from ..retrieval.measures import MEASURES
 from ..tasks import TaskDataError, resolve_data_dir
 from .base import Kind
@@ -23,7 +24,6 @@ ARCHS = ("dpr", "colbert")
 POOLINGS = ("cls", "mean")
 SIMILARITIES = ("dot", "cosine")
 NEGATIVE_SOURCES = ("qrels", "bm25")
-_CORPORA: dict = {}  # (corpus.jsonl path, mtime, size) -> corpus: read once per process
 
 
 def corpus_of(task, rows: list[dict]) -> dict[str, dict]:
@@ -33,20 +33,10 @@ def corpus_of(task, rows: list[dict]) -> dict[str, dict]:
         for row in rows:
             passages.update(row["passages"])
         return passages
-    path = resolve_data_dir(task.data_dir) / "corpus.jsonl"
     try:
-        stat = path.stat()
-    except OSError:
-        raise TaskDataError(f"task {task.name}: {path}: no corpus.jsonl in task.data_dir={task.data_dir!r}") from None
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _CORPORA:
-        from ..readers import FormatError
-        try:
-            _CORPORA.clear()
-            _CORPORA[key] = read_corpus(path.parent)
-        except FormatError as err:
-            raise TaskDataError(f"task {task.name}: {err}") from None
-    return _CORPORA[key]
+        return load_corpus(resolve_data_dir(task.data_dir))
+    except FormatError as err:
+        raise TaskDataError(f"task {task.name}: {err}") from None
 
 
 def passage_text(passage: dict) -> str:

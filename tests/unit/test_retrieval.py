@@ -348,3 +348,20 @@ def test_eval_caches_passage_embeddings_per_checkpoint(tmp_path):
     final = evaluate_run(tmp_path / "run", tmp_path / "e4", split="test", device="cpu", checkpoint="final")
     assert final["cached_passages"] == 0  # another checkpoint file: its own cache
     assert len(list((tmp_path / "run" / "embedding_cache").glob("*.pt"))) == 2
+
+
+def test_a_run_on_dpr_json(tmp_path):
+    need("ir_measures")
+    from fpt.run import main
+    words = "apple banana cherry dog eagle fish goat house".split()
+    data = [{"question": f"about {w}", "positive_ctxs": [{"title": w, "text": f"{w} text", "passage_id": str(i)}],
+             "hard_negative_ctxs": [{"title": words[i - 1], "text": f"{words[i - 1]} text", "passage_id": str(i - 1)}]}
+            for i, w in enumerate(words) if i]
+    (tmp_path / "train.json").write_text(json.dumps(data[:5]))
+    (tmp_path / "dev.json").write_text(json.dumps(data[5:]))
+    cfg = compose("task=beir", f"task.data_dir={tmp_path}", "task.format=dpr_json", "task.shared_files=[]",
+                  "task.files={train: train.json, eval: dev.json}", "model=tiny-bert", "task.hard_negatives=1",
+                  "trainer.batch_size=2", "trainer.max_steps=2", "trainer.eval_every=2", "trainer.threads=1",
+                  "trainer.progress=false", f"output_root={tmp_path}", "logger=none")
+    results = main(cfg, tmp_path / "run")
+    assert results["status"] == "completed" and 0 < results["best"]["ndcg@10"] <= 1
