@@ -365,3 +365,35 @@ def test_a_run_on_dpr_json(tmp_path):
                   "trainer.progress=false", f"output_root={tmp_path}", "logger=none")
     results = main(cfg, tmp_path / "run")
     assert results["status"] == "completed" and 0 < results["best"]["ndcg@10"] <= 1
+
+
+# PT-Retrieval's released settings (the paper's scripts): prompt type, prompt length, lr
+RELEASED_DPR = {"dpr_finetune": ("none", None, 1e-5), "dpr_ptv2": ("deep", 64, 1e-2),
+                "dpr_prompt": ("shallow", 100, 1e-2), "dpr_bitfit": ("bitfit", None, 1e-2)}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASED_DPR))
+def test_released_dpr_recipes(name):
+    prompt, length, lr = RELEASED_DPR[name]
+    cfg = compose(f"experiment=pt_retrieval/{name}", "task.data_dir=X")
+    assert (cfg.model.name_or_path, cfg.prompt.type, cfg.optim.lr) == ("bert-base-uncased", prompt, lr)
+    assert length is None or cfg.prompt.length == length
+    t, o = cfg.trainer, cfg.optim
+    assert (t.batch_size, t.epochs, t.max_steps, cfg.task.max_length, o.warmup_ratio, o.max_grad_norm, cfg.seed) == \
+        (128, 40, None, 256, 0.05, 2.0, 12345)
+    r = cfg.task.retriever
+    assert (cfg.task.hard_negatives, r.arch, r.shared, r.pooling, r.similarity) == (1, "dpr", False, "cls", "dot")
+    cpu = compose(f"experiment=pt_retrieval/{name}_minilm_cpu")
+    assert (cpu.model.name, cpu.prompt.type, cpu.optim.lr) == ("minilm", prompt, lr)
+    assert length is None or cpu.prompt.length == length
+
+
+def test_released_colbert_recipe():
+    cfg = compose("experiment=pt_retrieval/colbert_ptv2", "task.data_dir=X")
+    r = cfg.task.retriever
+    assert (cfg.prompt.type, cfg.prompt.length, cfg.optim.lr, cfg.trainer.batch_size, cfg.task.max_length) == \
+        ("deep", 180, 1e-3, 32, 300)
+    assert (r.arch, r.similarity, r.query_max_length, r.dim) == ("colbert", "cosine", 32, 128)
+    cpu = compose("experiment=pt_retrieval/colbert_ptv2_minilm_cpu")
+    assert (cpu.task.retriever.arch, cpu.prompt.length, cpu.optim.lr) == ("colbert", 180, 1e-3)
+    assert compose("experiment=pt_retrieval/dpr_ptv2_fpt_minilm_cpu").schedule.name == "fpt"
