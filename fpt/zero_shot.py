@@ -10,7 +10,7 @@ import torch
 
 from .evaluate_run import LoadedRun, score, write_outputs
 
-TRAIN_KEYS = ("model", "task", "prompt", "seed", "paths")  # what eval.py's overrides may say about the model
+TRAIN_KEYS = ("model", "task", "prompt", "seed")  # what eval.py's overrides may say about the model
 
 
 def train_overrides(eval_overrides: list[str]) -> list[str]:

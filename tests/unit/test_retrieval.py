@@ -397,3 +397,17 @@ def test_released_colbert_recipe():
     cpu = compose("experiment=pt_retrieval/colbert_ptv2_minilm_cpu")
     assert (cpu.task.retriever.arch, cpu.prompt.length, cpu.optim.lr) == ("colbert", 180, 1e-3)
     assert compose("experiment=pt_retrieval/dpr_ptv2_fpt_minilm_cpu").schedule.name == "fpt"
+
+
+def test_zero_shot_overrides_compose_the_training_config():
+    from helpers import compose_hydra
+
+    from fpt.zero_shot import train_overrides
+    given = ["model=minilm", "task=beir", "task.data_dir=F", "prompt=deep", "prompt.length=8", "seed=3", "split=test",
+             "trainer.device=cpu"]
+    compose_hydra(*given, config_name="eval")  # eval.py takes them
+    kept = train_overrides(given)
+    assert kept == given[:6]
+    cfg = compose(*kept)
+    assert (cfg.prompt.type, cfg.prompt.length, cfg.seed, cfg.task.data_dir) == ("deep", 8, 3, "F")
+    assert train_overrides(["model=minilm", "task=beir"])[-1] == "prompt=none"  # the pretrained model as it is
