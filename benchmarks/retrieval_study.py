@@ -1,6 +1,7 @@
 """The PT-Retrieval study's table (benchmarks/README.md): per arm, mean ± std over seeds of nDCG@10 and ECE in domain
 (BoolQ test) and out of domain (SQuAD test), training FLOPs and the trainable share of the parameters. It reads the
-runs of the sweep and their two eval.py folders (eval-boolq-test, eval-squad-test), and the zero-shot evaluations:
+runs (not those under diag/) and their two eval.py folders (eval-boolq-test, eval-squad-test), and the zero-shot
+evaluations:
 
     python benchmarks/retrieval_study.py outputs/pt_retrieval_study
 """
@@ -29,7 +30,7 @@ def main():
     arms: dict[str, list[dict]] = {}
     for results in sorted(args.study.glob("**/results.json")):
         run = results.parent
-        if not (run / "eval-squad-test" / "metrics.json").is_file():
+        if "diag" in run.parts or not (run / "eval-squad-test" / "metrics.json").is_file():
             continue
         r = json.loads(results.read_text())
         cfg = yaml.safe_load((run / "config.yaml").read_text())
