@@ -411,3 +411,21 @@ def test_zero_shot_overrides_compose_the_training_config():
     cfg = compose(*kept)
     assert (cfg.prompt.type, cfg.prompt.length, cfg.seed, cfg.task.data_dir) == ("deep", 8, 3, "F")
     assert train_overrides(["model=minilm", "task=beir"])[-1] == "prompt=none"  # the pretrained model as it is
+
+
+def test_growth_composes_with_retrieval(tmp_path):
+    """schedule stages on a retriever: the prompt trains on a partial encoder, is grown, and costs fewer FLOPs."""
+    need("ir_measures")
+    from helpers import GROWTH_STAGES
+
+    from fpt.run import main
+    beir_folder(tmp_path / "data")
+    base = ["task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "model.from_config.num_hidden_layers=4",
+            "prompt.length=4", "trainer.batch_size=4", "trainer.max_steps=12", "trainer.eval_every=4",
+            "trainer.threads=1", "trainer.progress=false", "logger=none", f"output_root={tmp_path}",
+            "schedule.num_score_examples=20"]
+    grown = main(compose(*base, "schedule=fpt", GROWTH_STAGES), tmp_path / "grown")
+    plain = main(compose(*base), tmp_path / "plain")
+    assert grown["status"] == plain["status"] == "completed"
+    assert [s["layers"]["encoder"] for s in grown["growth"]["stages"]] == [2, 3, 4]
+    assert grown["train_flops"] < plain["train_flops"] and "ndcg@10" in grown["best"]
