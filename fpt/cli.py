@@ -98,12 +98,22 @@ def _train(cfg) -> float:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
 def evaluate(cfg) -> float:
-    """Score a trained run's prompt (fpt/evaluate_run.py); returns the task's selection metric (NaN without gold
-    labels)."""
-    from .evaluate_run import evaluate_run  # torch: imported once the command line composed
-    summary = evaluate_run(cfg.run, HydraConfig.get().runtime.output_dir, split=cfg.split, data=cfg.data,
+    """Score a trained run's prompt (fpt/evaluate_run.py), or with no `run=` the untrained model of `model=... task=...`
+    (zero-shot, fpt/zero_shot.py); returns the task's selection metric (NaN without gold labels)."""
+    hc = HydraConfig.get()
+    if cfg.run is None:  # RunFolderCheck made sure model= and task= are given
+        from hydra import compose  # torch and the model code: imported once the command line composed
+
+        from .zero_shot import evaluate_untrained, train_overrides
+        train_cfg = compose(config_name="config", overrides=train_overrides(list(hc.overrides.task)))
+        summary = evaluate_untrained(train_cfg, hc.runtime.output_dir, split=cfg.split, device=cfg.trainer.device,
+                                     batch_size=cfg.trainer.eval_batch_size, bf16=cfg.trainer.bf16)
+        return summary["metrics"].get(summary["metric"], float("nan"))
+    from .evaluate_run import evaluate_run
+    overrides = {f"task.{k}": v for k, v in cfg.task.items() if k in ("data_dir", "max_eval_samples") and v is not None}
+    summary = evaluate_run(cfg.run, hc.runtime.output_dir, split=cfg.split, data=cfg.data,
                            checkpoint=cfg.checkpoint, device=cfg.trainer.device, data_format=cfg.data_format,
-                           batch_size=cfg.trainer.eval_batch_size, bf16=cfg.trainer.bf16)
+                           batch_size=cfg.trainer.eval_batch_size, bf16=cfg.trainer.bf16, overrides=overrides)
     return summary["metrics"].get(summary["metric"], float("nan"))
 
 
@@ -111,8 +121,11 @@ def evaluate(cfg) -> float:
 def check_eval_run(config) -> None:
     """eval.py's `run=` is a training run folder with a complete config.yaml and the checkpoint's tensors."""
     from .evaluate_run import resolve_run_dir, run_config, tensor_file
-    if OmegaConf.is_missing(config, "run"):
-        raise ValueError("run= is missing: give the training run's folder, e.g. run=outputs/demo")
+    if OmegaConf.select(config, "run") is None:
+        if OmegaConf.select(config, "model") is not None and OmegaConf.select(config, "task.name") is not None:
+            return  # zero-shot: the untrained model of model= and task= (fpt/zero_shot.py)
+        raise ValueError("run= is missing: give the training run's folder (run=outputs/demo), or model=... task=... "
+                         "to score the untrained model (zero-shot)")
     folder = resolve_run_dir(config.run)
     run_config(folder)
     tensor_file(folder, config.checkpoint)

@@ -31,7 +31,7 @@ class ModelConfig:
 
 @dataclass
 class PromptConfig:
-    type: str = MISSING                 # "none" (full fine-tuning), "shallow" or "deep"
+    type: str = MISSING                 # "none" (full fine-tuning), "shallow", "deep" or "bitfit" (biases only)
     length: int = 20
     init: str = "uniform"               # shallow: uniform | vocab | text; deep: normal | vocab | text
     init_range: Optional[float] = None  # shallow uniform half-width, default 1/sqrt(d_model)
@@ -42,10 +42,28 @@ class PromptConfig:
 
 
 @dataclass
+class RetrieverConfig:
+    """task.type=retrieval: the retriever on top of the backbone (fpt/models/retrieval.py, docs/retrieval.md)."""
+    arch: str = "dpr"                   # dpr (one vector per text) | colbert (token vectors, MaxSim)
+    shared: bool = True                 # one encoder for queries and passages; false: a prompt (or, fine-tuned, a
+                                        # backbone copy) of their own for the passages
+    pooling: str = "mean"               # dpr: cls | mean (over the real tokens)
+    similarity: str = "cosine"          # dpr: dot | cosine (colbert: always cosine per token)
+    temperature: float = 0.05           # softmax temperature of the contrastive loss (and of the calibrated scores)
+    query_max_length: int = 64          # query tokens (passages: task.max_length)
+    dim: int = 128                      # colbert: token vector size (a trained linear map)
+    query_marker: str = "[unused0]"     # colbert: token after [CLS] of a query
+    doc_marker: str = "[unused1]"       # colbert: token after [CLS] of a passage
+    search: str = "auto"                # exact search: torch (matmul) | faiss (IndexFlatIP) | auto (faiss if installed)
+    top_k: int = 100                    # passages kept per query (metrics, predictions)
+    chunk_size: int = 8192              # passages scored at once (peak memory: queries x chunk_size scores)
+
+
+@dataclass
 class TaskConfig:
     name: str = MISSING
     # kind of task (fpt/task_kinds/): classification | regression | multiple_choice | record |
-    # token_classification | span_qa | generation
+    # token_classification | span_qa | generation | retrieval
     type: str = "classification"
     hub: Optional[list[str]] = None     # datasets.load_dataset args, e.g. [glue, rte]
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
@@ -91,6 +109,11 @@ class TaskConfig:
     max_target_length: int = 16         # text-to-text: target tokens kept in training
     generate_max_tokens: Optional[int] = None  # text-to-text: greedy decoding length (default model.max_new_tokens)
     generate_min_tokens: int = 0
+    hard_negatives: int = 0             # retrieval: hard negative passages per training query (plus in-batch ones)
+    negatives: str = "qrels"            # retrieval: where they come from: qrels (judged score 0 / DPR's
+                                        # hard_negative_ctxs) | bm25 (mined, top BM25 passages that are not positive)
+    shared_files: list[str] = field(default_factory=list)  # files inside data_dir every split reads (BEIR corpus)
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
 
 
 @dataclass
@@ -215,7 +238,14 @@ class Config:
     init_from: Optional[str] = None     # a run folder or trained-tensor file to start from (fpt/init_from.py)
 
 
+def eval_dir(run, output_root) -> str:
+    """eval.py's output folder: <run>/eval, or <output_root>/zero-shot without a run (conf/eval.yaml)."""
+    return f"{run}/eval" if run else f"{output_root}/zero-shot"
+
+
 def register_configs() -> None:
+    from omegaconf import OmegaConf
+    OmegaConf.register_new_resolver("fpt_eval_dir", eval_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, node in [("model", ModelConfig), ("task", TaskConfig), ("prompt", PromptConfig),

@@ -123,6 +123,8 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
         partial = any(len(last.layers[s]) < n or last.ffn[s] < dims["ffn"] for s, n in dims["layers"].items())
     dev = place_model(model, pick_device(device), sharded=bool(cfg.model.device_map))
     header = load_trained(path, cfg, model, same_task=True)
+    if hasattr(model, "attach_cache"):  # a retriever: passage embeddings cached in the run folder, per checkpoint
+        model.attach_cache(run_dir / "embedding_cache", path)
     model.eval()
     return LoadedRun(cfg, model, tokenizer, kind, family.seq2seq, dev, header, path, partial)
 
@@ -185,20 +187,32 @@ def score(loaded: LoadedRun, split: str = "eval", data: str | None = None, data_
 
 def evaluate_run(run_dir, out_dir, *, split: str = "eval", data: str | None = None, checkpoint: str = "best",
                  device: str = "auto", data_format: str | None = None, batch_size: int | None = None,
-                 bf16: bool | None = None) -> dict:
-    """Score a run's trained prompt and write metrics.json and predictions.jsonl into out_dir; return the summary."""
-    from .checkpoint import write_json, write_text
-
-    loaded = load_run(run_dir, checkpoint, device)
+                 bf16: bool | None = None, overrides: dict | None = None) -> dict:
+    """Score a run's trained prompt and write metrics.json and predictions.jsonl into out_dir; return the summary.
+    `overrides` ({dotted key: value}, e.g. {"task.data_dir": OTHER}) replace keys of the run's config."""
+    loaded = load_run(run_dir, checkpoint, device, overrides)
     metrics, preds = score(loaded, split, data, data_format, batch_size, bf16)
     summary = {"run": str(resolve_run_dir(run_dir).resolve()), "checkpoint": checkpoint, "tensors": str(loaded.path),
                "step": int(loaded.header["step"]) if "step" in loaded.header else None,
                "task": loaded.cfg.task.name, "model": loaded.cfg.model.name, "prompt": loaded.cfg.prompt.type,
                "split": None if data else split, "data": str(Path(data).resolve()) if data else None,
                "examples": len(preds), "labeled": bool(metrics), "metric": loaded.cfg.task.metric,
-               "metrics": metrics, "device": str(loaded.device)}
+               "metrics": metrics, "device": str(loaded.device), "overrides": dict(overrides or {})}
+    if getattr(loaded.model, "embedding_cache", None) is not None:
+        summary["cached_passages"] = loaded.model.embedding_cache.hits
+        loaded.model.embedding_cache.save()
+    return write_outputs(loaded, summary, preds, out_dir)
+
+
+def write_outputs(loaded: LoadedRun, summary: dict, preds: list[dict], out_dir) -> dict:
+    """metrics.json (the summary), predictions.jsonl and, for a kind that has one, its run file (retrieval:
+    run.trec, TREC run format)."""
+    from .checkpoint import write_json, write_text
     out_dir = Path(out_dir)
     write_text(out_dir / "predictions.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in preds))
+    if hasattr(loaded.kind, "trec_run"):
+        write_text(out_dir / "run.trec", loaded.kind.trec_run(preds, tag=loaded.cfg.model.name))
     write_json(out_dir / "metrics.json", summary)
-    log.info("%s %s: %s -> %s", summary["task"], data or split, metrics or "(no gold labels)", out_dir)
+    log.info("%s %s: %s -> %s", summary["task"], summary["data"] or summary["split"],
+             summary["metrics"] or "(no gold labels)", out_dir)
     return summary

@@ -223,9 +223,9 @@ class Growth:
         a stage narrows the FFN; fpt.scores.load_or_compute)."""
         if not sched.stages:
             return cls()
-        if prompt_type == "none":
+        if prompt_type in ("none", "bitfit"):
             raise ValueError(f"schedule={sched.name} grows a frozen model under a prompt; it cannot be combined "
-                             f"with prompt=none (full fine-tuning)")
+                             f"with prompt={prompt_type} (the backbone's own weights train)")
         if sched.new_layer_prefix not in NEW_LAYER_PREFIXES:
             raise ValueError(f"schedule.new_layer_prefix={sched.new_layer_prefix!r}: expected one of "
                              f"{', '.join(NEW_LAYER_PREFIXES)}")

@@ -12,13 +12,14 @@ are identified by resolved absolute path, size and modification time, which cost
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .config import flatten
+from .config import RetrieverConfig, flatten
 
 # where the run is written and how it is executed or displayed: never part of a run's identity.
 # gradient checkpointing recomputes the same values; stop_at_step (where a search's rung pauses the run) neither:
@@ -33,7 +34,10 @@ RUNTIME_GROUPS = ("logger", "paths")
 RESUMABLE_KEYS = ("trainer.eval_every", "trainer.save_every", "trainer.eval_batch_size")
 # keys added after runs existed, with the value that reproduces those runs: a key at that value is left out, so an
 # older run (whose identity lacks it) is the same run as a new one with the old behaviour
-ADDED_KEYS = {"trainer.group_by_length": False, "schedule.keep_layers": "spread"}
+ADDED_KEYS = {"trainer.group_by_length": False, "schedule.keep_layers": "spread",
+              # retrieval (fpt/config.py RetrieverConfig): at their defaults in every task of another kind
+              "task.hard_negatives": 0, "task.negatives": "qrels", "task.shared_files": [],
+              **{f"task.retriever.{k}": v for k, v in dataclasses.asdict(RetrieverConfig()).items()}}
 HASH_LIMIT = 1 << 30  # bytes; larger data files are identified by path, size and mtime
 
 
@@ -59,8 +63,9 @@ def data_identity(task) -> dict[str, str]:
         return {f"data.{s}": f"hub:{hub}[{task.hub_splits.get(s, s)}]" for s in splits}
     from .tasks import resolve_data_dir
     folder = resolve_data_dir(task.data_dir)
-    return {f"data.{s}": file_identity(folder / task.files[s]) if s in task.files else "no file"
-            for s in splits}
+    return {**{f"data.{s}": file_identity(folder / task.files[s]) if s in task.files else "no file"
+               for s in splits},
+            **{f"data.{name}": file_identity(folder / name) for name in task.get("shared_files") or []}}
 
 
 def run_identity(cfg) -> dict:

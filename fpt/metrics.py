@@ -357,6 +357,15 @@ def rouge(predictions, references, use_stemmer=True):
     return {k: _mean([s[k].fmeasure for s in scores]) for k in keys}
 
 # -----------------------------------------------------------------------------
+# retrieval
+
+def retrieval(predictions, references):
+    """nDCG@10, MRR@10, Recall@20/100 (ir-measures, as BEIR) of rankings ({passage id: score} per query) against
+    qrels ({passage id: relevance} per query); fpt/retrieval/measures.py."""
+    from .retrieval.measures import ranking_metrics
+    return ranking_metrics(predictions, references)
+
+# -----------------------------------------------------------------------------
 # registry
 
 METRICS: dict[str, Callable] = {
@@ -373,6 +382,7 @@ METRICS: dict[str, Callable] = {
     "multirc": multirc,
     "seqeval": seqeval_f1,
     "rouge": rouge,
+    "retrieval": retrieval,
 }
 
 def compute_metrics(names: list[str], predictions, references, **options) -> dict[str, float]:

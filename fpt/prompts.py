@@ -24,6 +24,10 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
 
+# prompt.type: none (full fine-tuning), shallow, deep, bitfit (the backbone's biases train, nothing is added)
+PROMPT_TYPES = ("none", "shallow", "deep", "bitfit")
+
+
 # --------------------------------------------------------------------------- shallow prompt
 class ShallowPrompt(nn.Module):
     """P soft tokens prepended to the input embeddings.

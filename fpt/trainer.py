@@ -434,10 +434,11 @@ class Trainer:
     def _flops(self, batch) -> int:
         dims = self.family.dims(self.model.backbone.config)
         shape = self.growth.current_shape(dims)
-        src = batch["input_ids"].shape
         tgt = batch["labels"].shape[1] if self.seq2seq else 0
-        return step_flops(dims, src[0], src[1], tgt, backbone_trains=self.backbone_trains,
-                          **self.model.flops_shape(), **shape)
+        # a retriever's step is two forwards: the queries, and their passages (p_input_ids, task_kinds/retrieval.py)
+        inputs = [batch[k].shape for k in ("input_ids", "p_input_ids") if k in batch]
+        return sum(step_flops(dims, src[0], src[1], tgt, backbone_trains=self.backbone_trains,
+                              **self.model.flops_shape(), **shape) for src in inputs)
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:

@@ -101,8 +101,8 @@ def check_optim(o) -> None:
 
 
 def check_prompt(p, task) -> None:
-    one_of("prompt.type", p.type, ["none", "shallow", "deep"])
-    if p.type != "none":
+    one_of("prompt.type", p.type, ["none", "shallow", "deep", "bitfit"])  # fpt.prompts.PROMPT_TYPES (not imported: light)
+    if p.type in ("shallow", "deep"):
         positive_int("prompt.length", p.length)
         one_of("prompt.init", p.init, PROMPT_INITS[p.type])
     if p.type == "shallow":  # soft tokens before the input; a deep prefix may be longer (P-tuning v2 CoNLL04: 144)

@@ -41,6 +41,17 @@ TINY_FPT = ["model=tiny-bert", "model.from_config.num_hidden_layers=4", "prompt=
 GROWTH_STAGES = "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers: 3, ffn_ratio: 0.75, steps: 4}, {}]"
 
 
+def need(module: str):
+    """Skip without an optional package (the retrieval extra's faiss, ir_measures, bm25s); fail instead with
+    FPT_REQUIRE_RETRIEVAL=1 (.ci/run, which installs the extra)."""
+    import importlib.util
+    import pytest
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("FPT_REQUIRE_RETRIEVAL") == "1":
+            pytest.fail(f"FPT_REQUIRE_RETRIEVAL=1 but {module} (the retrieval extra) is not installed")
+        pytest.skip(f"{module} (the retrieval extra: pip install -e '.[retrieval]') is not installed")
+
+
 # --------------------------------------------------------------------------- subprocesses
 def subprocess_env(fault: str | None = None, full_error: str = "0") -> dict:
     """This environment for a child python; fault="point:step" SIGKILLs its training there (fpt/trainer.py)."""

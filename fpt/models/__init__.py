@@ -8,7 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoToken
 import torch
 
 from ..extras import require
-from ..prompts import PREFIX_ATTENTION, captured_keys_values
+from ..prompts import PREFIX_ATTENTION, PROMPT_TYPES, captured_keys_values
 from .bert import BertFamily
 from .deberta import DebertaFamily
 from .family import FFN, Family
@@ -137,8 +137,8 @@ def build_model(model_cfg, prompt_cfg, task, tokenizer, num_labels: int | None =
     fpt/models/checkpointing.py), in the bottom `checkpoint_layers` fraction of each layer stack
     (trainer.checkpoint_layers)."""
     family = get_family(model_cfg)
-    if prompt_cfg.type not in ("none", "shallow", "deep"):
-        raise ValueError(f"prompt.type={prompt_cfg.type!r}: expected none, shallow or deep")
+    if prompt_cfg.type not in PROMPT_TYPES:
+        raise ValueError(f"prompt.type={prompt_cfg.type!r}: expected one of {', '.join(PROMPT_TYPES)}")
     backbone = load_backbone(model_cfg, deep_prompt=prompt_cfg.type == "deep")
     if family.seq2seq:
         return PromptedSeq2Seq(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing,
@@ -149,5 +149,5 @@ def build_model(model_cfg, prompt_cfg, task, tokenizer, num_labels: int | None =
     def make_head(hidden: int, pooler):
         return kind.head(task, hidden, num_labels, model_cfg.head_dropout, pooler, model_cfg.pooling)
 
-    return PromptedEncoder(backbone, family, prompt_cfg, tokenizer, model_cfg, make_head, gradient_checkpointing,
-                           checkpoint_layers)
+    return kind.wrapper()(backbone, family, prompt_cfg, tokenizer, model_cfg, make_head, gradient_checkpointing,
+                          checkpoint_layers)

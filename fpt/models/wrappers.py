@@ -42,6 +42,10 @@ class PromptedModel(nn.Module):
                 raise ValueError(f"prompt.init={prompt_cfg.init!r}: deep prompts take normal, vocab or text")
         if prompt_cfg.type != "none":
             backbone.requires_grad_(False)
+        if prompt_cfg.type == "bitfit":  # BitFit (Ben Zaken et al.): every bias of the backbone trains
+            for name, param in backbone.named_parameters():
+                if name.endswith(".bias"):
+                    param.requires_grad_(True)
         self.prefix_visible = None  # tests: a [P] bool mask over the deep prefix
         self.active_sites = None    # growth: which sites' prefixes are in use (None = all)
         self.gradient_checkpointing = False

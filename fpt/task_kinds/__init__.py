@@ -11,13 +11,14 @@ predictions become metrics and prediction records. One module per kind, named as
 | token_classification | a tag per word (first sub-word)      | sentence -> "span: TYPE; ..."             |
 | span_qa              | start/end logits, n-best, doc stride | question/context -> answer or "no answer" |
 | generation           | (none)                               | template -> target template               |
+| retrieval            | query/passage vectors (DPR, ColBERT) | (none)                                    |
 """
 from __future__ import annotations
 
 import importlib
 
 KINDS = ("classification", "regression", "multiple_choice", "record", "token_classification", "span_qa",
-         "generation")  # task.type = the module fpt/task_kinds/<type>.py
+         "generation", "retrieval")  # task.type = the module fpt/task_kinds/<type>.py
 
 
 def get_kind(task):

@@ -45,6 +45,11 @@ class Kind:
         raise ValueError(f"task {task.name}: task.type={task.type!r} has no head for BERT-family models "
                          f"(it is text-to-text only: use a T5 model)")
 
+    def wrapper(self):
+        """The BERT-family model class the head goes on (fpt/models/: PromptedEncoder; retrieval: BiEncoder)."""
+        from ..models.wrappers import PromptedEncoder
+        return PromptedEncoder
+
     def unlabeled_label(self, task):
         """The placeholder gold label of rows without one (prediction only), where the task's gold is one label
         column; None: the kind needs its gold columns."""

@@ -17,7 +17,8 @@ from fpt.task_kinds import get_kind
 TASKS = sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml"))
 PAPER_TASKS = {"mnli", "qqp", "squad_v2", "record", "xsum", "copa", "wsc", "wic", "multirc", "boolq", "cb",
                "superglue-rte", "rte", "conll03", "conll04", "ontonotes", "conll05", "conll12", "squad"}
-T5_ONLY = {"xsum"}  # generation has no BERT head; every other task has both forms
+T5_ONLY = {"xsum"}  # generation has no BERT head
+BERT_ONLY = {"beir"}  # retrieval has no text-to-text form; every other task has both forms
 
 
 def test_every_task_of_both_papers_has_a_yaml():
@@ -34,6 +35,9 @@ def test_task_composes_and_passes_start_up_checks(task, model):
     kind = get_kind(cfg.task)
     if not seq2seq and task in T5_ONLY:
         with pytest.raises(ValueError, match="use a T5 model"):
+            kind.check_config(cfg.task, seq2seq)
+    elif seq2seq and task in BERT_ONLY:
+        with pytest.raises(ValueError, match="use a BERT-family model"):
             kind.check_config(cfg.task, seq2seq)
     else:
         kind.check_config(cfg.task, seq2seq)

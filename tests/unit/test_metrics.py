@@ -34,7 +34,7 @@ approx = pytest.approx
 def test_registry_names():
     assert set(METRICS) == {
         "accuracy", "f1", "f1_macro", "matthews", "pearson_spearman", "accuracy_f1",
-        "accuracy_macro_f1", "squad", "squad_v2", "record", "multirc", "seqeval", "rouge",
+        "accuracy_macro_f1", "squad", "squad_v2", "record", "multirc", "seqeval", "rouge", "retrieval",
     }
 
 def test_unknown_metric_names_it_and_lists_known():
