@@ -213,7 +213,7 @@ class Trainer:
             prompt_projection=bool(cfg.prompt.projection), generates_text=self.kind.generates_text,
             scores=lambda: load_or_compute(cfg, self.model, self.eval_set))
         # every prompt tensor from the start, also those a growth stage leaves out (grad None: no optimizer
-        # state until they join, so a joining site starts fresh)
+        # state until they join, so a site joining for the first time starts fresh)
         self.trainable = [p for _, p in self.model.trainable_parameters()]
         self.optimizer = build_optimizer(self.trainable, cfg.optim)
         self.lr_schedule = build_lr_schedule(self.optimizer, cfg.optim, self.total_steps, self.tcfg.batch_size,
