@@ -130,8 +130,9 @@ class ScheduleConfig:
     stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
     reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only
     # deep prompts, how a joining layer's prefix starts (its optimizer state starts fresh the first time it joins;
-    # a returning layer keeps its own): "init" (its own untrained init), "copy" (the nearest trained layer's prefix) or "gate" (its init behind a learnable
-    # per-site gate at 0: no effect at the join, grows in as it trains)
+    # a returning layer keeps its own): "init" (its own untrained init), "copy" (the nearest trained layer's
+    # prefix) or "gate" (its init behind a learnable per-site gate at 0: no effect at the join, grows in as it
+    # trains)
     new_layer_prefix: str = "init"
     keep_layers: str = "spread"         # which layers a stage keeps: "spread" (evenly spaced, first and last, as
                                         # FPT) or "bottom" (the first k: their inputs are the full model's own)
