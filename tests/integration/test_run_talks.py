@@ -55,5 +55,5 @@ def test_help_lists_groups_and_options_not_schemas():
     assert proc.returncode == 0, proc.output
     groups = dict(line.strip().split(": ", 1) for line in proc.stdout.splitlines() if line.startswith("  "))
     assert "tiny-bert" in groups["model"].split(", ") and "minilm" in groups["model"].split(", ")
-    assert groups["prompt"] == "deep, none, shallow" and "slurm" in groups["hydra/launcher"]
+    assert groups["prompt"] == "bitfit, deep, none, shallow" and "slurm" in groups["hydra/launcher"]
     assert "schema" not in proc.stdout and "name_or_path" not in proc.stdout  # no schemas, no config dump

@@ -130,7 +130,7 @@ def test_deberta_family_rejects_other_attention_modules():
 def test_a_deberta_deep_prompt_learns(tmp_path):
     """A short real run through the trainer: the loss falls on a tiny task with the prefix as the only input."""
     from fpt.trainer import Trainer
-    cfg = compose("model=tiny-deberta", "task=sample_sentiment", "prompt=deep", "prompt.length=4",
+    cfg = compose("model=tiny-deberta", "task=example_topics", "prompt=deep", "prompt.length=4",
                   "trainer.max_steps=30", "trainer.eval_every=30", "trainer.batch_size=8", "trainer.progress=false",
                   "optim.lr=5e-2", "seed=0")
     trainer = Trainer(cfg, tmp_path)

@@ -422,9 +422,8 @@ def test_growth_composes_with_retrieval(tmp_path):
     beir_folder(tmp_path / "data")
     base = ["task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "model.from_config.num_hidden_layers=4",
             "prompt.length=4", "trainer.batch_size=4", "trainer.max_steps=12", "trainer.eval_every=4",
-            "trainer.threads=1", "trainer.progress=false", "logger=none", f"output_root={tmp_path}",
-            "schedule.num_score_examples=20"]
-    grown = main(compose(*base, "schedule=fpt", GROWTH_STAGES), tmp_path / "grown")
+            "trainer.threads=1", "trainer.progress=false", "logger=none", f"output_root={tmp_path}"]
+    grown = main(compose(*base, "schedule=fpt", GROWTH_STAGES, "schedule.num_score_examples=20"), tmp_path / "grown")
     plain = main(compose(*base), tmp_path / "plain")
     assert grown["status"] == plain["status"] == "completed"
     assert [s["layers"]["encoder"] for s in grown["growth"]["stages"]] == [2, 3, 4]
