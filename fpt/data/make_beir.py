@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from .. import CONF_DIR
 from ..checkpoint import write_text
 from ..readers.common import get, json_file, json_lines
 
@@ -117,19 +121,27 @@ def _finish(out, corpus, queries, qrels, seed, max_train, max_eval) -> dict:
     return {"corpus": len(corpus), **{s: len({q for q, _ in pairs}) for s, pairs in capped.items()}}
 
 
+def default_data_root() -> str:
+    """paths.data_root as a run resolves it (conf/paths/default.yaml: $FPT_DATA_ROOT, else ./data)."""
+    return OmegaConf.load(CONF_DIR / "paths" / "default.yaml").data_root
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m fpt.data.make_beir", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=("squad", "boolq"), required=True)
     parser.add_argument("--out", required=True, help="the BEIR folder to write")
     parser.add_argument("--data-root", default=None,
-                        help="the benchmark files' root (default: $FPT_DATA_ROOT, else ../shared/data)")
+                        help="the benchmark files' root (default: paths.data_root, i.e. $FPT_DATA_ROOT, else ./data)")
     parser.add_argument("--boolq-train", default="train.jsonl", help="BoolQ file of the training queries")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--max-eval", type=int, default=None)
     args = parser.parse_args(argv)
-    import os
-    root = Path(args.data_root or os.environ.get("FPT_DATA_ROOT") or "../shared/data")
+    root = Path(args.data_root or default_data_root())
+    source = root / ("SQuAD" if args.source == "squad" else "SuperGLUE/BoolQ")
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such benchmark folder; the data root {root} comes from --data-root, "
+                                f"else FPT_DATA_ROOT (now {os.environ.get('FPT_DATA_ROOT', 'unset: ./data')})")
     if args.source == "squad":
         counts = squad_folder(root / "SQuAD" / "dev-v1.1.json", Path(args.out), args.seed, args.max_train,
                               args.max_eval)

@@ -86,6 +86,20 @@ def test_dpr_json_reader(tmp_path):
 
 
 # --------------------------------------------------------------------------- data preparation
+def test_make_beir_reads_the_data_root_of_a_run(shared_data, tmp_path, monkeypatch):
+    """No path to the benchmark files is written in: $FPT_DATA_ROOT (paths.data_root), else ./data, else an error
+    naming both."""
+    from fpt.data.make_beir import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FPT_DATA_ROOT", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"data/SQuAD: no such benchmark folder.*FPT_DATA_ROOT \(now unset"):
+        main(["--source", "squad", "--out", "beir"])
+    assert not (tmp_path / "beir").exists()
+    monkeypatch.setenv("FPT_DATA_ROOT", str(shared_data))
+    counts = main(["--source", "squad", "--max-eval", "5", "--out", "beir"])
+    assert counts["test"] == 5 and (tmp_path / "beir" / "corpus.jsonl").is_file()
+
+
 def test_make_beir_squad_splits_by_article(shared_data, tmp_path):
     from fpt.data.make_beir import squad_folder
     counts = squad_folder(shared_data / "SQuAD" / "dev-v1.1.json", tmp_path)
