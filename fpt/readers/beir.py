@@ -33,14 +33,19 @@ def _id(obj, key: str, where: str) -> str:
     return str(value)
 
 
-def read_corpus(folder: Path) -> dict[str, dict]:
-    """corpus.jsonl -> {id: {"title", "text"}} in file order; duplicate ids and empty passages are errors."""
-    path = Path(folder) / "corpus.jsonl"
+def _objects(folder: Path, name: str):
+    """(file:line, object) of a BEIR JSONL file (corpus.jsonl, queries.jsonl); a missing file names the layout."""
+    path = Path(folder) / name
     if not path.is_file():
         raise FormatError(f"{path}: no such file; a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
-    corpus: dict[str, dict] = {}
     for n, obj in json_lines(path):
-        where = f"{path}:{n}"
+        yield f"{path}:{n}", obj
+
+
+def read_corpus(folder: Path) -> dict[str, dict]:
+    """corpus.jsonl -> {id: {"title", "text"}} in file order; duplicate ids and empty passages are errors."""
+    corpus: dict[str, dict] = {}
+    for where, obj in _objects(folder, "corpus.jsonl"):
         pid = _id(obj, "_id", where)
         title = obj.get("title") or ""
         text = _text_field(obj, "text", where)
@@ -52,7 +57,7 @@ def read_corpus(folder: Path) -> dict[str, dict]:
             raise FormatError(f"{where}: duplicate passage id {pid!r}")
         corpus[pid] = {"title": title, "text": text}
     if not corpus:
-        raise FormatError(f"{path}: no passages")
+        raise FormatError(f"{Path(folder) / 'corpus.jsonl'}: no passages")
     return corpus
 
 
@@ -75,12 +80,8 @@ def load_corpus(folder: Path) -> dict[str, dict]:
 
 def read_queries(folder: Path) -> dict[str, str]:
     """queries.jsonl -> {id: text}."""
-    path = Path(folder) / "queries.jsonl"
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file; a BEIR folder holds corpus.jsonl, queries.jsonl and qrels/")
     queries: dict[str, str] = {}
-    for n, obj in json_lines(path):
-        where = f"{path}:{n}"
+    for where, obj in _objects(folder, "queries.jsonl"):
         qid, text = _id(obj, "_id", where), _text_field(obj, "text", where)
         if not text.strip():
             raise FormatError(f"{where}: query {qid!r} has no text")
