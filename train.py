@@ -2,7 +2,7 @@
 
 The same as the `fpt-train` console script (fpt/cli.py), which runs from any directory once fpt is installed.
 Returns the best dev value of the task's selection metric, which is what a sweeper (Optuna) maximizes.
-A job that raises is recorded as failed in its results.json (fpt/run.py); in a multirun the other jobs
+A job that raises is recorded as failed in its results.json (fpt/runs/launch.py); in a multirun the other jobs
 still run and Hydra reports the failure at the end.
 """
 import os

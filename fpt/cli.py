@@ -30,7 +30,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from . import CONF_DIR  # noqa: E402
 from .config import register_configs  # noqa: E402
 from .extras import MissingExtra  # noqa: E402
-from .run_folder import RunFolderError  # noqa: E402
+from .runs.folder import RunFolderError  # noqa: E402
 from .tasks import TaskDataError  # noqa: E402
 from .validate import ConfigError, check_config, check_writable  # noqa: E402
 
@@ -86,7 +86,7 @@ def _train(cfg) -> float:
         cfg.trainer.device = "free"  # a GPU of its own for each concurrent job (conf/hydra/launcher/local_gpus.yaml)
     try:
         check_config(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
-        from .run import main
+        from .runs.launch import main
         results = main(cfg, hc.runtime.output_dir)
     except USER_ERRORS as err:
         if hc.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -120,7 +120,8 @@ def evaluate(cfg) -> float:
 # --------------------------------------------------------------------------- before Hydra writes anything
 def check_eval_run(config) -> None:
     """eval.py's `run=` is a training run folder with a complete config.yaml and the checkpoint's tensors."""
-    from .evaluate_run import resolve_run_dir, run_config, tensor_file
+    from .runs.folder import resolve_run_dir, run_config
+    from .runs.trained import tensor_file
     if OmegaConf.select(config, "run") is None:
         if OmegaConf.select(config, "model") is not None and OmegaConf.select(config, "task.name") is not None:
             return  # zero-shot: the untrained model of model= and task= (fpt/zero_shot.py)

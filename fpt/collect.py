@@ -3,7 +3,7 @@
 A folder may also be a single run (`python -m fpt.collect outputs/2026-01-01/12-00-00`).
 
 Reads every job folder's results.json and config.yaml (following run_link.json when a re-run skipped or
-resumed an earlier run), groups the jobs by every value of their run identity (fpt/identity.py: the config less
+resumed an earlier run), groups the jobs by every value of their run identity (fpt/runs/identity.py: the config less
 where and how it runs, e.g. paths.*, logger.*, trainer.device) that differs between them except the seed,
 and writes next to the sweep (or to --out):
 
@@ -40,15 +40,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .checkpoint import write_text
+from .runs.checkpoint import write_text
 from .config import flatten
 from .extras import require
-from .identity import ADDED_KEYS, RUNTIME_GROUPS, RUNTIME_KEYS
+from .runs.identity import ADDED_KEYS, RUNTIME_GROUPS, RUNTIME_KEYS
 
 pd = require("pandas", "python -m fpt.collect")
 
 IDENTITY = {"task": "task.name", "model": "model.name", "prompt": "prompt.type", "schedule": "schedule.name"}
-# not part of a run's identity (fpt/identity.py: where and how it runs), or the repeat axis (seed)
+# not part of a run's identity (fpt/runs/identity.py: where and how it runs), or the repeat axis (seed)
 IGNORED = {"seed", *RUNTIME_KEYS, *RUNTIME_GROUPS}
 IGNORED_GROUPS = tuple(f"{group}." for group in RUNTIME_GROUPS)
 JOB_MARKERS = ("results.json", "run_state.json", "run_link.json", ".hydra")
@@ -99,7 +99,7 @@ def flatten_config(node) -> dict:
 
 def read_config(*candidates: Path) -> dict:
     """The flattened config; a key added after runs existed, at the value that reproduces them, is left out (as
-    in the run identity: fpt/identity.py ADDED_KEYS), so an older run groups with a new one."""
+    in the run identity: fpt/runs/identity.py ADDED_KEYS), so an older run groups with a new one."""
     for path in candidates:
         if path.is_file():
             cfg = OmegaConf.load(path)

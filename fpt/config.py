@@ -236,7 +236,7 @@ class Config:
     output_root: str = "outputs"
     run_dir: Optional[str] = None       # set at start-up to Hydra's output folder
     released: Optional[ReleasedConfig] = None  # the published number an experiment config reproduces
-    init_from: Optional[str] = None     # a run folder or trained-tensor file to start from (fpt/init_from.py)
+    init_from: Optional[str] = None     # a run folder or trained-tensor file to start from (fpt/runs/init_from.py)
 
 
 def eval_dir(run, output_root) -> str:

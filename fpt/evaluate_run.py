@@ -15,17 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf, open_dict
 
+from .runs.folder import resolve_run_dir, run_config
+from .runs.trained import tensor_file
 from .tasks import TaskDataError, read_rows
 
 log = logging.getLogger("fpt")
-CHECKPOINTS = ("best", "final")
 SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
-# what rebuilding a run reads from its config.yaml; `seed` is written after the groups, so a file cut short
-# anywhere in them lacks it too
-RUN_KEYS = ("model", "task", "prompt", "schedule", "optim", "trainer", "seed")
 
 
 @dataclass
@@ -39,42 +36,6 @@ class LoadedRun:
     header: dict
     path: Path
     partial: bool = False  # the run ends on a partial model (a partial_* growth schedule)
-
-
-def resolve_run_dir(run_dir) -> Path:
-    """The run folder, following run_link.json (a job folder that continued or skipped an earlier run)."""
-    run_dir = Path(run_dir)
-    link = run_dir / "run_link.json"
-    if not (run_dir / "config.yaml").is_file() and link.is_file():
-        return Path(json.loads(link.read_text())["run_dir"])
-    return run_dir
-
-
-def run_config(run_dir: Path):
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"run={run_dir}: no config.yaml there; give the folder train.py wrote "
-                                f"(it holds config.yaml, results.json, trainable_best.safetensors)")
-    try:
-        cfg = OmegaConf.load(path)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not a readable run config ({type(err).__name__}: {err}); expected the "
-                         f"config.yaml train.py wrote") from None
-    missing = [key for key in RUN_KEYS if not isinstance(cfg, DictConfig) or key not in cfg]
-    if missing:
-        raise ValueError(f"{path}: the run's config lacks {', '.join(missing)} (cut short or edited?); expected the "
-                         f"whole config.yaml train.py wrote (its keys: {', '.join(RUN_KEYS)}, ...)")
-    return cfg
-
-
-def tensor_file(run_dir: Path, checkpoint: str) -> Path:
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(f"checkpoint={checkpoint!r}: expected one of {CHECKPOINTS}")
-    path = Path(run_dir) / f"trainable_{checkpoint}.safetensors"
-    if not path.is_file():
-        hint = " (the run has not finished)" if checkpoint == "final" else " (no evaluation ran in the final stage)"
-        raise FileNotFoundError(f"{path} does not exist{hint}")
-    return path
 
 
 def _total_steps(cfg, run_dir: Path) -> int:
@@ -93,7 +54,7 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
     """The run's model with its trained tensors, in eval mode on `device`."""
     from .models import build_model, get_family, load_tokenizer
     from .task_kinds import get_kind
-    from .trained import load_trained
+    from .runs.trained import load_trained
     from .trainer import pick_device, place_model
 
     run_dir = resolve_run_dir(run_dir)
@@ -207,7 +168,7 @@ def evaluate_run(run_dir, out_dir, *, split: str = "eval", data: str | None = No
 def write_outputs(loaded: LoadedRun, summary: dict, preds: list[dict], out_dir) -> dict:
     """metrics.json (the summary), predictions.jsonl and, for a kind that has one, its run file (retrieval:
     run.trec, TREC run format)."""
-    from .checkpoint import write_json, write_text
+    from .runs.checkpoint import write_json, write_text
     out_dir = Path(out_dir)
     write_text(out_dir / "predictions.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in preds))
     if hasattr(loaded.kind, "trec_run"):

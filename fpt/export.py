@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from .checkpoint import save_tensors, write_json, write_text
+from .runs.checkpoint import save_tensors, write_json, write_text
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json, write_text
+from .runs.checkpoint import write_json, write_text
 from .config import flatten
 from .extras import require
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, read_tensors, save_tensors
+from .runs.checkpoint import CheckpointError, read_tensors, save_tensors
 from .prompts import ShallowPrompt
 from .batching import map_sorted
 
@@ -166,7 +166,7 @@ def save_scores(path: Path, scores: dict, settings: dict) -> None:
 
 
 def load_scores(path: Path) -> tuple[dict, dict]:
-    """(scores, settings) of a cache file; CheckpointError naming a damaged one (fpt.checkpoint.read_tensors)."""
+    """(scores, settings) of a cache file; CheckpointError naming a damaged one (fpt.runs.checkpoint.read_tensors)."""
     scores, meta = read_tensors(path, "activation-score cache")
     try:
         return scores, json.loads(meta.get("settings", "{}"))

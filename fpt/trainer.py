@@ -26,10 +26,10 @@ from transformers.optimization import Adafactor
 
 from . import distributed as dist
 from .config import EVAL_STRATEGIES
-from .checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
+from .runs.checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
                          write_json, write_text)
 from .flops import step_flops
-from .results import improves
+from .runs.results import improves
 from .loggers import build_loggers, check_loggers, scalars_of
 from .models import build_model, load_tokenizer
 from .evaluation import check_metric, evaluate_splits
@@ -161,7 +161,7 @@ def _fault(point: str, step: int) -> None:
 class Trainer:
     def __init__(self, cfg, run_dir: Path, identity: dict | None = None):
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.identity = identity  # what the run is (fpt/identity.py): every checkpoint carries it
+        self.identity = identity  # what the run is (fpt/runs/identity.py): every checkpoint carries it
         self.task, self.tcfg = cfg.task, cfg.trainer
         self.device = pick_device(self.tcfg.device)
         self.is_main = dist.rank() == 0
@@ -189,8 +189,8 @@ class Trainer:
         self.model = build_model(cfg.model, cfg.prompt, self.task, self.tokenizer, self.kind.num_labels(self.task),
                                  gradient_checkpointing=self.tcfg.gradient_checkpointing,
                                  checkpoint_layers=self.tcfg.checkpoint_layers)
-        from .init_from import apply_init_from
-        self.init_from = apply_init_from(cfg, self.model)  # a trained prompt to start from (fpt/init_from.py)
+        from .runs.init_from import apply_init_from
+        self.init_from = apply_init_from(cfg, self.model)  # a trained prompt to start from (fpt/runs/init_from.py)
         self.step_offset = self.init_from["start_step"] if self.init_from else 0  # a continuation's step count
         self.device = place_model(self.model, self.device, sharded=bool(cfg.model.device_map))
         self.backbone_trains = cfg.prompt.type == "none"
@@ -293,7 +293,7 @@ class Trainer:
         self._saved_step = self.step
         if not self.is_main:
             return
-        from .identity import fingerprint
+        from .runs.identity import fingerprint
         identity = ({"fingerprint": fingerprint(self.identity, resume=True), "keys": self.identity}
                     if self.identity is not None else None)
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "trainable": self.model.trainable_state_dict(),
@@ -535,7 +535,7 @@ class Trainer:
         score = final[self.task.metric]
         # a growth schedule's partial models do not compete: the prompt must work on the final model
         kept = self.best["metrics"][self.task.metric] if self.best["metrics"] else None
-        if self.growth.final_stage and improves(score, kept):  # fpt/results.py: NaN never wins
+        if self.growth.final_stage and improves(score, kept):  # fpt/runs/results.py: NaN never wins
             self.best = {"step": step, "metrics": final}
             if self.is_main:
                 save_tensors(self.run_dir / "trainable_best.safetensors", self.model.trainable_state_dict(),
@@ -567,12 +567,12 @@ class Trainer:
                 + (f", resuming at step {self.step}" if self.step else "")]
 
     def _tensor_metadata(self, checkpoint: str) -> dict:
-        from .trained import tensor_metadata
+        from .runs.trained import tensor_metadata
         return tensor_metadata(self.cfg, self.model, step=self.step + self.step_offset, checkpoint=checkpoint)
 
     def results(self, final: dict | None, status: str, error: str | None = None) -> dict:
-        """results.json (fpt/results.py) with what this run measured so far."""
-        from .results import run_results
+        """results.json (fpt/runs/results.py) with what this run measured so far."""
+        from .runs.results import run_results
         best_step = self.best["step"]
         return run_results(self.cfg, status, error=error, steps=self.step + self.step_offset,
                            best=self.best["metrics"], final=final, total_steps=self.total_steps + self.step_offset,

@@ -1,6 +1,6 @@
 """Start-up checks: a config or data error is reported in seconds, before a run folder is written.
 
-`check_config(cfg, run_dir)` (called once by fpt.run.main) checks every numeric field with a meaning, the
+`check_config(cfg, run_dir)` (called once by fpt.runs.launch.main) checks every numeric field with a meaning, the
 choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
 the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
@@ -488,12 +488,12 @@ def check_config(cfg, run_dir: Path | str | None = None, computes_scores: bool =
 
 
 def record_failure(cfg, run_dir: Path, err: Exception) -> None:
-    """results.json with status "failed" (fpt/results.py, as fpt.run writes for a failed run), if the folder
+    """results.json with status "failed" (fpt/runs/results.py, as fpt.runs.launch writes for a failed run), if the folder
     takes it."""
     if os.environ.get("RANK", "0") != "0":
         return
-    from .checkpoint import write_json
-    from .results import run_results
+    from .runs.checkpoint import write_json
+    from .runs.results import run_results
     results = run_results(cfg, "failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     try:
         write_json(run_dir / "results.json", results)

@@ -87,7 +87,7 @@ def run_dir_cfg(*overrides: str, root: Path):
 
 
 def run_in_process(folder: Path, *overrides: str, root: Path | None = None) -> dict:
-    from fpt.run import main
+    from fpt.runs.launch import main
     return main(run_dir_cfg(*overrides, root=root or folder), folder)
 
 
@@ -153,7 +153,7 @@ def toy_settings(data: Path, root: Path, *overrides: str) -> list[str]:
 
 
 def train_toy(root: Path, toy: Path, *overrides: str) -> tuple[Path, dict]:
-    from fpt.run import main as run_main
+    from fpt.runs.launch import main as run_main
     results = run_main(compose(*toy_settings(toy, root, *overrides)), root / "run")
     assert results["status"] == "completed"
     return root / "run", results

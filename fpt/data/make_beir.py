@@ -24,7 +24,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .. import CONF_DIR
-from ..checkpoint import write_text
+from ..runs.checkpoint import write_text
 from ..readers.common import get, json_file, json_lines
 
 SPLITS = ("train", "dev", "test")

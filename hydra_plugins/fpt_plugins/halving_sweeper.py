@@ -284,7 +284,7 @@ class HalvingSweeper(Sweeper):
                 study.tell(n, best)  # the run's best dev value: what train.py returns
 
     def _write_summary(self, study, steps: list[int], sizes: list[int]) -> None:
-        from fpt.checkpoint import write_json
+        from fpt.runs.checkpoint import write_json
         trials = {}
         for t in study.get_trials(deepcopy=False):
             trials[str(t.number)] = {"params": t.params, "state": t.state.name, "value": reported_value(t),

@@ -176,7 +176,7 @@ class OptunaSweeper(Sweeper):
         """search.json and optimization_results.yaml; returns the best trial (None before one completed)."""
         from optuna.trial import TrialState
 
-        from fpt.checkpoint import write_json, write_text
+        from fpt.runs.checkpoint import write_json, write_text
 
         trials = {str(t.number): {"params": t.params, "state": t.state.name, "value": reported_value(t),
                                   "value_nan": bool(t.user_attrs.get(NAN_ATTR)),

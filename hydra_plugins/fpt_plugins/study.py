@@ -5,7 +5,7 @@ storage, the lock on the study's folder, and how a job's return value becomes an
   values Hydra's range gives, `interval(a, b)` is uniform (integers: `int(interval(a, b))`), `tag(log, interval(...))`
   log-uniform; any other value is a fixed override passed to every job.
 - `lock_study(sweep_dir, storage)`: the sweep folder (and a sqlite storage's folder) is locked with the run folders'
-  lock (fpt/run_folder.py), so a second sweep on the same study is refused at once, naming the process holding it.
+  lock (fpt/runs/folder.py), so a second sweep on the same study is refused at once, naming the process holding it.
 - `objective(value, maximize)`: NaN is a finished job's worst value (-inf when maximizing, +inf when minimizing,
   user attribute `fpt_value_nan`), never the best and never a failure.
 """
@@ -19,7 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, Transformer
 from omegaconf import DictConfig
 
-# optuna and fpt.run_folder (torch) are imported inside the functions: Hydra imports every module under
+# optuna and fpt.runs.folder (torch) are imported inside the functions: Hydra imports every module under
 # hydra_plugins/ when any command starts, and the sweeps extra (optuna) may not be installed
 
 NAN_ATTR = "fpt_value_nan"     # user attr: the job returned NaN, recorded as the worst value
@@ -126,7 +126,7 @@ def open_storage(url: str | None):
 
 def lock_study(sweep_dir: Path, storage: str | None) -> list:
     """Lock the sweep folder and a sqlite storage's folder (FolderLocks); raises StudyLockError naming the holder."""
-    from fpt.run_folder import FolderLock, RunFolderError
+    from fpt.runs.folder import FolderLock, RunFolderError
     folders = [Path(sweep_dir)]
     db = sqlite_folder(storage)
     if db is not None and db.resolve() != Path(sweep_dir).resolve():

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from fpt import CONF_DIR
 from fpt.config import register_configs
-from fpt.run import main
+from fpt.runs.launch import main
 
 RUN = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "prompt.dropout=0.1", "model.dropout=0.1",
        "trainer.max_steps=8", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
@@ -74,7 +74,7 @@ def test_stop_step_outside_the_run_is_refused(tmp_path):
 
 
 def test_stop_step_is_not_part_of_the_run_identity():
-    from fpt.identity import fingerprint, run_identity
+    from fpt.runs.identity import fingerprint, run_identity
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         a = compose(config_name="config", overrides=[*RUN, "trainer.stop_at_step=2"])

@@ -22,7 +22,7 @@ import torch
 from helpers import GROWTH_STAGES, ROOT, TINY_FPT, compose, subprocess_env, train_py
 from safetensors.torch import load_file
 
-from fpt.run import main
+from fpt.runs.launch import main
 
 STEPS = 12  # TINY_FPT's trainer.max_steps: three stages of 4 steps
 ARGS = [*TINY_FPT, "trainer.save_every=2", "schedule=fpt", GROWTH_STAGES]
@@ -113,11 +113,11 @@ def test_bit_rot_after_a_kill_is_refused_and_previous_pt_resumes_equal(tmp_path)
 def test_file_size_limit_during_a_checkpoint_write_names_the_file(tmp_path):
     """A real limit (RLIMIT_FSIZE in a child process): torch's `RuntimeError: [enforce fail at inline_container.cc]`
     becomes `OSError: ... could not write <file>: File too large`; the checkpoint there stays, no temporary file."""
-    from fpt.checkpoint import load_checkpoint, save_checkpoint
+    from fpt.runs.checkpoint import load_checkpoint, save_checkpoint
     last = tmp_path / "last.pt"
     save_checkpoint(last, {"step": 1})
     code = ("import resource, signal, torch\n"
-            "from fpt.checkpoint import save_checkpoint\n"
+            "from fpt.runs.checkpoint import save_checkpoint\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
             "try:\n"

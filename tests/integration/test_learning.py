@@ -10,7 +10,7 @@ import os
 import pytest
 from helpers import compose
 
-from fpt.run import main as run_main
+from fpt.runs.launch import main as run_main
 
 LONG = pytest.mark.skipif(os.environ.get("FPT_LONG_TESTS") != "1",
                           reason="long real-data run: set FPT_LONG_TESTS=1 (numbers: conf/experiment/learning/)")

@@ -13,13 +13,13 @@ import torch
 from helpers import ROOT, RUN_DIR_TINY as TINY, assert_same_run, run_dir_cfg as cfg_of, run_in_process as run
 from helpers import subprocess_env
 
-from fpt.run import main
-from fpt.run_folder import RunFolderError
+from fpt.runs.launch import main
+from fpt.runs.folder import RunFolderError
 
 
 LOCK_HOLDER = """
 import sys, time
-from fpt.run_folder import FolderLock
+from fpt.runs.folder import FolderLock
 FolderLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(120)

@@ -92,7 +92,7 @@ def test_old_format_checkpoint_fails_naming_the_file(tmp_path):
     """A checkpoint of the single-tensor layout (one `deep.embeds` for all sites) is refused, not half-loaded."""
     from helpers import compose
 
-    from fpt.checkpoint import save_checkpoint
+    from fpt.runs.checkpoint import save_checkpoint
     from fpt.trainer import Trainer
     cfg = compose(*TINY, f"output_root={tmp_path}")
     trainer = Trainer(cfg, tmp_path / "run")

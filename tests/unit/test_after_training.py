@@ -8,8 +8,8 @@ import torch
 from helpers import TOY_BERT as BERT, compose, read_predictions, toy_settings as settings, train_toy as _train
 
 from fpt.evaluate_run import evaluate_run, load_run
-from fpt.run import main as run_main
-from fpt.trained import TrainedTensorError, read_trained
+from fpt.runs.launch import main as run_main
+from fpt.runs.trained import TrainedTensorError, read_trained
 
 
 # --------------------------------------------------------------------------- eval.py
@@ -116,7 +116,7 @@ def test_trained_tensor_files_carry_metadata_and_refuse_a_mismatching_model(bert
         load_run(run, "best", "cpu", overrides={"task.name": "other"})
 
     t5, _ = t5_run
-    from fpt.init_from import apply_init_from
+    from fpt.runs.init_from import apply_init_from
     from fpt.models import build_model, load_tokenizer
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.length=4", f"init_from={t5}")
     model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
@@ -293,7 +293,7 @@ def test_regression_kind_scores_predicts_and_fills_unlabeled_rows(tmp_path):
 def test_init_from_a_job_folder_that_skipped_means_the_run_it_links_to(tmp_path):
     """`python train.py ... hydra.run.dir=outputs/demo` run again after the same config completed elsewhere leaves
     outputs/demo with run_link.json only; init_from=outputs/demo follows it, as eval.py does."""
-    from fpt.init_from import resolve
+    from fpt.runs.init_from import resolve
     earlier = tmp_path / "2026-01-01" / "12-00-00"
     earlier.mkdir(parents=True)
     (earlier / "config.yaml").write_text("seed: 42\n")

@@ -20,7 +20,7 @@ from fpt import distributed as dist
 from fpt.batching import (BatchStream, GroupedBatchStream, collate, feature_length, length_order, map_sorted,
                           train_stream)
 from fpt.evaluation import evaluate
-from fpt.run import main
+from fpt.runs.launch import main
 from fpt.trainer import Trainer
 
 torch.set_num_threads(1)

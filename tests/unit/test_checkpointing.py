@@ -266,7 +266,7 @@ def test_growing_run_with_checkpointing_resumes_bitwise_and_equals_the_run_witho
     """Dropout on: killed after step 6 (its checkpoint is step 4's, the end of stage 0) and resumed, a checkpointed
     growing run ends bitwise where the uninterrupted one does, and where the same run without checkpointing does."""
     import fpt.trainer as trainer_module
-    from fpt.identity import fingerprint, run_identity
+    from fpt.runs.identity import fingerprint, run_identity
     from fpt.trainer import Trainer
 
     def run(folder: Path, checkpointing: bool, kill_at: int | None = None):

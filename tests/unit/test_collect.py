@@ -85,7 +85,7 @@ def test_follows_links_of_skipped_jobs_and_counts_a_run_once(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     job(first / "0", lr=1e-2, length=4, seed=1, best=0.7)
     job(first / "1", lr=1e-2, length=4, seed=2, best=0.8)
-    (second / "0").mkdir(parents=True)  # a re-run that skipped job 0 (fpt/run.py writes the link)
+    (second / "0").mkdir(parents=True)  # a re-run that skipped job 0 (fpt/runs/launch.py writes the link)
     link = {"run_dir": str(first / "0"), "earlier_status": "completed"}
     (second / "0" / "run_link.json").write_text(json.dumps(link))
     job(second / "1", lr=1e-2, length=4, seed=2, best=0.9)
@@ -202,7 +202,7 @@ def test_plot_draws_the_seed_mean_with_a_band(tmp_path, monkeypatch):
 
 def test_runtime_keys_do_not_split_a_configuration_grouped_by_identity(tmp_path):
     """paths.data_root (where the data is found: the data enters the identity through task.data_dir and the files'
-    contents) and a key added later at its old value (fpt/identity.py ADDED_KEYS) are not part of a run's identity."""
+    contents) and a key added later at its old value (fpt/runs/identity.py ADDED_KEYS) are not part of a run's identity."""
     sweep = tmp_path / "sweep"
     extra = [{"paths": {"data_root": "data"}, "schedule": {"name": "none"}},
              {"paths": {"data_root": "../shared/data"}, "schedule": {"name": "none", "keep_layers": "spread"}}]

@@ -1,6 +1,6 @@
 """Bad input fails at once, naming the key, file or value and what was expected, and leaves nothing complete.
 
-Most cases run in-process through fpt.run.main (what train.py calls, after fpt.validate.check_config);
+Most cases run in-process through fpt.runs.launch.main (what train.py calls, after fpt.validate.check_config);
 a few run `python train.py` to show the end-to-end message and exit code (tests/integration/test_errors_e2e.py).
 docs/errors.md explains each error.
 """
@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import ERRORS_TINY as TINY, TSV, compose, leaves_nothing_complete, sst2_files
 
-from fpt.run import main
+from fpt.runs.launch import main
 from fpt.tasks import TaskDataError
 from fpt.trainer import TrainingError
 from fpt.validate import ConfigError, check_config

@@ -7,7 +7,7 @@ import pytest
 from helpers import compose
 
 from fpt.loggers import CSVLogger, JSONLLogger, TensorBoardLogger, build_loggers, check_loggers
-from fpt.run import main as run_main
+from fpt.runs.launch import main as run_main
 
 TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=4", "trainer.eval_every=2",
         "trainer.log_every=2", "trainer.batch_size=8", "task.max_eval_samples=40", "trainer.threads=1",
@@ -56,7 +56,7 @@ def test_run_logs_scalars_and_config_to_every_chosen_logger(tmp_path):
 
 
 def test_logger_choice_does_not_change_the_run_fingerprint():
-    from fpt.identity import config_fingerprint
+    from fpt.runs.identity import config_fingerprint
     assert config_fingerprint(compose("logger=csv")) == config_fingerprint(compose("logger=none"))
     assert compose("logger=none").logger == {}
 

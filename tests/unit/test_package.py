@@ -11,7 +11,7 @@ import torch
 from helpers import ROOT
 
 import fpt
-from fpt.checkpoint import save_checkpoint, save_tensors, write_json, write_text
+from fpt.runs.checkpoint import save_checkpoint, save_tensors, write_json, write_text
 
 
 def test_conf_dir_is_the_checkouts_conf():

@@ -251,13 +251,13 @@ def test_retrieval_step_flops_count_queries_and_passages(tmp_path):
 
 
 def test_identity_of_other_tasks_keeps_no_retrieval_keys():
-    from fpt.identity import run_identity
+    from fpt.runs.identity import run_identity
     keys = run_identity(compose("model=tiny-bert"))
     assert not [k for k in keys if k.startswith(("task.retriever", "task.hard_negatives", "task.shared_files"))]
 
 
 def test_a_beir_run_identity_holds_its_corpus(tmp_path):
-    from fpt.identity import run_identity
+    from fpt.runs.identity import run_identity
     beir_folder(tmp_path)
     before = run_identity(compose("task=beir", f"task.data_dir={tmp_path}", "model=tiny-bert"))
     (tmp_path / "corpus.jsonl").write_text((tmp_path / "corpus.jsonl").read_text().replace("passage 3", "passage x"))
@@ -270,7 +270,7 @@ def test_a_beir_run_identity_holds_its_corpus(tmp_path):
 def test_tiny_run_trains_and_rescores(tmp_path, arch):
     need("ir_measures")
     from fpt.evaluate_run import evaluate_run
-    from fpt.run import main
+    from fpt.runs.launch import main
     beir_folder(tmp_path / "data")
     cfg = compose("task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "prompt.length=4",
                   f"task.retriever.arch={arch}", "task.retriever.search=torch", "task.hard_negatives=1",
@@ -311,7 +311,7 @@ def test_retrieval_config_errors_at_start_up(tmp_path, override, message):
 
 
 def test_growth_refuses_bitfit(tmp_path):
-    from fpt.run import main
+    from fpt.runs.launch import main
     beir_folder(tmp_path / "data")
     cfg = compose("task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "prompt=bitfit",
                   "schedule=fpt", "trainer.max_steps=2", "trainer.threads=1", "trainer.progress=false", "logger=none",
@@ -342,7 +342,7 @@ def test_bm25_negatives_are_the_best_ranked_non_positives(tmp_path):
 def test_eval_caches_passage_embeddings_per_checkpoint(tmp_path):
     need("ir_measures")
     from fpt.evaluate_run import evaluate_run
-    from fpt.run import main
+    from fpt.runs.launch import main
     beir_folder(tmp_path / "data")
     cfg = compose("task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "prompt.length=4",
                   "trainer.batch_size=4", "trainer.max_steps=2", "trainer.eval_every=2", "trainer.threads=1",
@@ -366,7 +366,7 @@ def test_eval_caches_passage_embeddings_per_checkpoint(tmp_path):
 
 def test_a_run_on_dpr_json(tmp_path):
     need("ir_measures")
-    from fpt.run import main
+    from fpt.runs.launch import main
     words = "apple banana cherry dog eagle fish goat house".split()
     data = [{"question": f"about {w}", "positive_ctxs": [{"title": w, "text": f"{w} text", "passage_id": str(i)}],
              "hard_negative_ctxs": [{"title": words[i - 1], "text": f"{words[i - 1]} text", "passage_id": str(i - 1)}]}
@@ -432,7 +432,7 @@ def test_growth_composes_with_retrieval(tmp_path):
     need("ir_measures")
     from helpers import GROWTH_STAGES
 
-    from fpt.run import main
+    from fpt.runs.launch import main
     beir_folder(tmp_path / "data")
     base = ["task=beir", f"task.data_dir={tmp_path / 'data'}", "model=tiny-bert", "model.from_config.num_hidden_layers=4",
             "prompt.length=4", "trainer.batch_size=4", "trainer.max_steps=12", "trainer.eval_every=4",

@@ -1,7 +1,7 @@
 """Run folders: another config's run is refused (naming the keys), one process per folder, SIGTERM -> checkpoint ->
 resume bitwise, the data is part of a run's identity, a fresh start leaves no stale log lines, a damaged checkpoint
 is named, an unwritable folder (and eval's run= that is no run) is refused before Hydra writes. Runs are
-in-process (fpt.run.main on a composed config); the kills, signals and second processes are in
+in-process (fpt.runs.launch.main on a composed config); the kills, signals and second processes are in
 tests/integration/test_run_dir_processes.py."""
 import json
 import os
@@ -17,7 +17,7 @@ from helpers import run_in_process as run
 from omegaconf import OmegaConf
 
 from fpt.cli import RunFolderCheck
-from fpt.run_folder import RunFolderError
+from fpt.runs.folder import RunFolderError
 
 DATA = ROOT / "fpt" / "data" / "sample_sentiment"
 
@@ -89,10 +89,10 @@ def test_changed_value_list_in_a_reused_sweep_folder_is_refused(tmp_path):
 # --------------------------------------------------------------------------- one process per folder
 def test_run_that_finds_an_earlier_run_in_progress_is_refused(tmp_path):
     """A re-run in a new folder finds the unfinished run of its config, but that run's process still holds it."""
-    from fpt.run_folder import FolderLock
+    from fpt.runs.folder import FolderLock
     first = tmp_path / "a"
     first.mkdir()
-    from fpt.identity import fingerprint, run_identity
+    from fpt.runs.identity import fingerprint, run_identity
     identity = run_identity(cfg_of(root=tmp_path))
     (first / "run_state.json").write_text(json.dumps({"fingerprint": fingerprint(identity), "status": "running"}))
     lock = FolderLock(first).acquire()
@@ -192,7 +192,7 @@ def test_damaged_checkpoint_is_named_with_the_ways_to_recover(tmp_path, monkeypa
 def test_a_key_added_later_at_its_old_value_keeps_older_runs_identity(tmp_path, key, old, new):
     """The old value is what runs made before the key existed did: their identity (without the key) equals a new
     run's with the old value; the new value is another run."""
-    from fpt.identity import fingerprint, run_identity
+    from fpt.runs.identity import fingerprint, run_identity
     before = run_identity(cfg_of(f"{key}={old}", root=tmp_path))
     after = run_identity(cfg_of(f"{key}={new}", root=tmp_path))
     assert key not in before and after[key] == new

@@ -11,10 +11,10 @@ import pytest
 import torch
 from helpers import assert_same_run, run_in_process as run
 
-from fpt.checkpoint import CheckpointError, load_checkpoint, read_tensors, save_checkpoint, save_tensors
-from fpt.results import improves
-from fpt.run_folder import RunFolderError
-from fpt.trained import read_trained
+from fpt.runs.checkpoint import CheckpointError, load_checkpoint, read_tensors, save_checkpoint, save_tensors
+from fpt.runs.results import improves
+from fpt.runs.folder import RunFolderError
+from fpt.runs.trained import read_trained
 
 
 def snapshot(folder: Path) -> dict:

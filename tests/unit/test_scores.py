@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import compose
 
-from fpt.checkpoint import CheckpointError
+from fpt.runs.checkpoint import CheckpointError
 from fpt.models import build_model, load_tokenizer
 from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores
 from fpt.prompts import ShallowPrompt

@@ -18,7 +18,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from fpt.collect import collect
-from fpt.run_folder import RunFolderError
+from fpt.runs.folder import RunFolderError
 from hydra_plugins.fpt_plugins.halving_sweeper import HalvingSweeper, promote, renamed_notice
 from hydra_plugins.fpt_plugins.optuna_sweeper import OptunaSweeper
 from hydra_plugins.fpt_plugins.study import StudyLockError, grid_points, objective, search_space
@@ -171,7 +171,7 @@ def test_a_job_refused_by_a_lock_is_a_failure_in_the_study_and_in_collect(tmp_pa
 
 def hold_lock(folder: Path):
     """Another process holding the study folder's lock (as a running sweep does)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fpt.run_folder import FolderLock\n"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fpt.runs.folder import FolderLock\n"
                              f"FolderLock({str(folder)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

@@ -1,4 +1,4 @@
-"""results.json: the one schema of a run's result, written by fpt.run (completed, failed, interrupted runs),
+"""results.json: the one schema of a run's result, written by fpt.runs.launch (completed, failed, interrupted runs),
 the trainer and the start-up checks (fpt/validate.py: a run that failed before it started).
 
 Light on imports (the start-up checks run before torch is imported). `status` is a plain string

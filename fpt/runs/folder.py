@@ -20,6 +20,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
 from .checkpoint import load_checkpoint
 from .identity import differences, fingerprint
 
@@ -282,3 +285,34 @@ def clear_outputs(run_dir: Path) -> list[str]:
             continue
         removed.append(name)
     return removed
+
+
+# what rebuilding a run reads from its config.yaml; `seed` is written after the groups, so a file cut short
+# anywhere in them lacks it too
+RUN_KEYS = ("model", "task", "prompt", "schedule", "optim", "trainer", "seed")
+
+
+def resolve_run_dir(run_dir) -> Path:
+    """The run folder, following run_link.json (a job folder that continued or skipped an earlier run)."""
+    run_dir = Path(run_dir)
+    link = run_dir / "run_link.json"
+    if not (run_dir / "config.yaml").is_file() and link.is_file():
+        return Path(json.loads(link.read_text())["run_dir"])
+    return run_dir
+
+
+def run_config(run_dir: Path):
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"run={run_dir}: no config.yaml there; give the folder train.py wrote "
+                                f"(it holds config.yaml, results.json, trainable_best.safetensors)")
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not a readable run config ({type(err).__name__}: {err}); expected the "
+                         f"config.yaml train.py wrote") from None
+    missing = [key for key in RUN_KEYS if not isinstance(cfg, DictConfig) or key not in cfg]
+    if missing:
+        raise ValueError(f"{path}: the run's config lacks {', '.join(missing)} (cut short or edited?); expected the "
+                         f"whole config.yaml train.py wrote (its keys: {', '.join(RUN_KEYS)}, ...)")
+    return cfg

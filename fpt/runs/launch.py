@@ -13,12 +13,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from . import distributed as dist
+from .. import distributed as dist
 from .checkpoint import write_json, write_text
 from .identity import fingerprint, run_identity
 from .results import run_results
-from .run_folder import RunFolderError, choose, clear_outputs, read_json
-from .validate import check_config
+from .folder import RunFolderError, choose, clear_outputs, read_json
+from ..validate import check_config
 
 log = logging.getLogger("fpt")
 
@@ -104,7 +104,7 @@ def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, identity: dic
     if earlier is not None:
         log.info("resuming the %s run in %s", "unfinished" if earlier == "running" else earlier, run_dir)
     cfg.run_dir = str(run_dir)
-    from .trainer import Interrupted, Trainer
+    from ..trainer import Interrupted, Trainer
 
     def state(status: str) -> dict:
         return {"fingerprint": fp, "status": status, "identity": identity, "hydra": hydra_files}

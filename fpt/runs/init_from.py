@@ -3,7 +3,7 @@
 - A run folder means its `trainable_final.safetensors`; give a file to start from another one
   (e.g. `<run>/trainable_best.safetensors`). A job folder that skipped or continued an earlier run (its
   run_link.json) means that run, as for eval.py.
-- The prompt must fit this run's model and prompt config (fpt/trained.py checks the file's header).
+- The prompt must fit this run's model and prompt config (fpt/runs/trained.py checks the file's header).
 - The head is loaded when the source task has the same type and labels; otherwise it starts fresh
   (a prompt transferred to another task).
 - Same task: a continuation. The step count goes on from the step the tensors were saved at (their
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .evaluate_run import resolve_run_dir
+from .folder import resolve_run_dir
 from .trained import MODEL_KEYS, check_metadata, check_shapes, read_trained, tensor_metadata
 
 RUN_FILE = "trainable_final.safetensors"

@@ -23,8 +23,6 @@ import random
 import tempfile
 from pathlib import Path
 
-from .identity import TRAINER_RUNTIME_KEYS as RUNTIME_KEYS  # noqa: F401  (fpt.collect ignores these trainer keys)
-
 log = logging.getLogger("fpt")
 DIGEST_KEY = "sha256"  # a safetensors header's digest of the rest of the file's content
 TRAILER = b"\nfpt-sha256:"  # a checkpoint's last line: TRAILER + 64 hex digits + b"\n"
@@ -92,7 +90,7 @@ def tensors_digest(tensors: dict, metadata: dict[str, str]) -> str:
 
 
 def save_tensors(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
-    """Atomically write tensors as safetensors; `metadata` (str -> str) goes into the header (fpt/trained.py),
+    """Atomically write tensors as safetensors; `metadata` (str -> str) goes into the header (fpt/runs/trained.py),
     with their digest (`sha256`, checked by read_tensors)."""
     from safetensors.torch import save
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}

@@ -3,7 +3,7 @@ how they are loaded back.
 
 Each file carries, in its safetensors header, what the tensors belong to: the base model (name, path or
 from_config, family, a digest of its frozen input embeddings), the prompt (type, length, projection),
-the task (name, type, labels), the fpt version and a sha256 of all that and the tensors (fpt.checkpoint:
+the task (name, type, labels), the fpt version and a sha256 of all that and the tensors (fpt.runs.checkpoint:
 a damaged file is refused, naming it). `load_trained` refuses a file whose model or prompt does not match the
 model it is loaded onto, naming the key and both values.
 """
@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from .checkpoint import read_tensors
 
 FORMAT = "fpt-trainable"
+CHECKPOINTS = ("best", "final")  # trainable_<checkpoint>.safetensors
 # what must agree for the tensors to mean the same thing on another model (init_from may change the task)
 MODEL_KEYS = ("family", "model_name_or_path", "model_from_config", "prompt_type", "prompt_length",
               "prompt_projection", "backbone_digest")
@@ -65,7 +66,7 @@ def tensor_metadata(cfg, model, **extra) -> dict[str, str]:
 
 
 def read_trained(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a trained-tensor file, checked against its sha256 (fpt.checkpoint.read_tensors:
+    """(tensors, metadata) of a trained-tensor file, checked against its sha256 (fpt.runs.checkpoint.read_tensors:
     CheckpointError naming a damaged file); metadata is {} for files written before fpt stored it."""
     path = Path(path)
     if not path.is_file():
@@ -115,3 +116,13 @@ def load_trained(path, cfg, model, *, same_task: bool = True) -> dict[str, str]:
     with torch.no_grad():
         model.load_state_dict(tensors, strict=False)
     return meta
+
+
+def tensor_file(run_dir: Path, checkpoint: str) -> Path:
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint={checkpoint!r}: expected one of {CHECKPOINTS}")
+    path = Path(run_dir) / f"trainable_{checkpoint}.safetensors"
+    if not path.is_file():
+        hint = " (the run has not finished)" if checkpoint == "final" else " (no evaluation ran in the final stage)"
+        raise FileNotFoundError(f"{path} does not exist{hint}")
+    return path
