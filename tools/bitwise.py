@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -111,8 +112,13 @@ def _diff(a, b, where: str, found: list) -> None:
         found.append(f"{where}: {a!r} != {b!r}")
 
 
+def _load(path: Path) -> dict:
+    """A fingerprint file with each run's temporary folder written as <tmp> (it differs between invocations)."""
+    return json.loads(re.sub(r"/tmp/tmp\w+", "<tmp>", path.read_text()))
+
+
 def compare(before: Path, after: Path) -> int:
-    a, b = json.loads(before.read_text()), json.loads(after.read_text())
+    a, b = _load(before), _load(after)
     found = []
     _diff(a, b, "", found)
     for line in found[:50]:
