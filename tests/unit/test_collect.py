@@ -169,17 +169,17 @@ def _curve(folder, points):
 
 def test_plot_draws_the_seed_mean_with_a_band(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the dev/sweeps extras)")
-    from fpt.collect import _eval_curve, seed_curve
+    from fpt.collect.plot import eval_curve, seed_curve
     sweep = tmp_path / "sweep"
     job(sweep / "0", lr=1e-2, length=4, seed=1, best=0.7)
     job(sweep / "1", lr=1e-2, length=4, seed=2, best=0.8)
     _curve(sweep / "0", [(2, 10.0, 0.5), (4, 20.0, 0.7), (6, 30.0, 0.6)])
     _curve(sweep / "1", [(2, 12.0, 0.6), (4, 22.0, 0.8)])  # a shorter run: step 6 is not averaged
-    curve = seed_curve([_eval_curve(sweep / k, "accuracy") for k in ("0", "1")])
+    curve = seed_curve([eval_curve(sweep / k, "accuracy") for k in ("0", "1")])
     assert list(curve["step"]) == [2, 4] and list(curve["flops"]) == [11.0, 21.0]
     assert list(curve["mean"]) == pytest.approx([0.55, 0.75])
     assert list(curve["std"]) == pytest.approx([statistics.stdev([0.5, 0.6]), statistics.stdev([0.7, 0.8])])
-    one = seed_curve([_eval_curve(sweep / "0", "accuracy")])
+    one = seed_curve([eval_curve(sweep / "0", "accuracy")])
     assert list(one["mean"]) == [0.5, 0.7, 0.6] and one["std"].isna().all()  # one seed: no band
 
     import matplotlib.pyplot as plt
@@ -231,7 +231,7 @@ def test_plot_has_a_panel_per_task_and_model_with_a_legend_of_what_varies_in_it(
     """Two sweeps: tiny-bert varies lr and prompt length, tiny-t5 only lr. One panel per model, each legend naming
     only its own varying keys, outside the axes."""
     pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the dev/sweeps extras)")
-    from fpt.collect import panels
+    from fpt.collect.plot import panels
     bert, t5 = tmp_path / "bert", tmp_path / "t5"
     k = 0
     for lr, length in [(1e-2, 4), (1e-2, 8), (5e-3, 4)]:
