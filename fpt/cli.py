@@ -31,8 +31,9 @@ from . import CONF_DIR  # noqa: E402
 from .config import register_configs  # noqa: E402
 from .extras import MissingExtra  # noqa: E402
 from .runs.folder import RunFolderError  # noqa: E402
+from .runs.results import check_start  # noqa: E402
 from .tasks import TaskDataError  # noqa: E402
-from .validate import ConfigError, check_config, check_writable  # noqa: E402
+from .validate import ConfigError, check_writable  # noqa: E402
 
 register_configs()
 
@@ -85,7 +86,7 @@ def _train(cfg) -> float:
     if hc.runtime.choices.get("hydra/launcher") == "local_gpus" and cfg.trainer.device == "auto":
         cfg.trainer.device = "free"  # a GPU of its own for each concurrent job (conf/hydra/launcher/local_gpus.yaml)
     try:
-        check_config(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
+        check_start(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
         from .runs.launch import main
         results = main(cfg, hc.runtime.output_dir)
     except USER_ERRORS as err:

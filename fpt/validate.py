@@ -1,7 +1,7 @@
 """Start-up checks: a config or data error is reported in seconds, before a run folder is written.
 
-`check_config(cfg, run_dir)` (called once by fpt.runs.launch.main) checks every numeric field with a meaning, the
-choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
+`check_config(cfg, run_dir)` (called through fpt.runs.results.check_start, which records a failure) checks every
+numeric field with a meaning, the choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
 the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
@@ -15,7 +15,6 @@ import json
 import math
 import os
 import tempfile
-import traceback
 from dataclasses import MISSING as NO_DEFAULT, fields
 from pathlib import Path
 
@@ -475,30 +474,12 @@ def check_data(task, seq2seq: bool) -> None:
 
 
 def check_config(cfg, run_dir: Path | str | None = None, computes_scores: bool = False) -> None:
-    """Every start-up check, cheapest first; raises ConfigError (or TaskDataError for data files).
+    """Every start-up check, cheapest first; raises ConfigError (or TaskDataError for data files). Writes nothing:
+    fpt.runs.results.check_start also records a failure in the run folder.
 
-    With a run folder, a failure is also recorded there as a failed results.json (a sweep's report lists it).
-    `computes_scores`: the caller computes activation scores whatever the schedule (tools/scores.py)."""
-    try:
-        _check_all(cfg, run_dir, computes_scores)
-    except Exception as err:
-        if run_dir is not None:
-            record_failure(cfg, Path(run_dir), err)
-        raise
-
-
-def record_failure(cfg, run_dir: Path, err: Exception) -> None:
-    """results.json with status "failed" (fpt/runs/results.py, as fpt.runs.launch writes for a failed run), if the folder
-    takes it."""
-    if os.environ.get("RANK", "0") != "0":
-        return
-    from .runs.checkpoint import write_json
-    from .runs.results import run_results
-    results = run_results(cfg, "failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
-    try:
-        write_json(run_dir / "results.json", results)
-    except OSError:
-        pass  # an unwritable folder: the error itself still reaches the user
+    With a run folder, also that it takes files. `computes_scores`: the caller computes activation scores whatever
+    the schedule (tools/scores.py)."""
+    _check_all(cfg, run_dir, computes_scores)
 
 
 def _check_all(cfg, run_dir, computes_scores: bool = False) -> None:

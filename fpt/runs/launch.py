@@ -16,9 +16,8 @@ from omegaconf import OmegaConf
 from .. import distributed as dist
 from .checkpoint import write_json, write_text
 from .identity import fingerprint, run_identity
-from .results import run_results
+from .results import check_start, run_results
 from .folder import RunFolderError, choose, clear_outputs, read_json
-from ..validate import check_config
 
 log = logging.getLogger("fpt")
 
@@ -78,7 +77,7 @@ def _prepare(cfg, hydra_dir: Path):
 def main(cfg, hydra_dir: Path) -> dict:
     dist.init()
     hydra_dir = Path(hydra_dir)
-    check_config(cfg, hydra_dir)  # bad values, device, model positions, data files: before any folder is written
+    check_start(cfg, hydra_dir)  # bad values, device, model positions, data files: before any folder is written
     hydra_files = _hydra_files(hydra_dir) if dist.rank() == 0 else {}  # as Hydra wrote them for this job
     choice, identity, error = _prepare(cfg, hydra_dir) if dist.rank() == 0 else (None, None, None)
     decided = (str(choice.run_dir), choice.earlier) if choice else None

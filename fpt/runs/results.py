@@ -1,5 +1,5 @@
 """results.json: the one schema of a run's result, written by fpt.runs.launch (completed, failed, interrupted runs),
-the trainer and the start-up checks (fpt/validate.py: a run that failed before it started).
+the trainer and `check_start` (the start-up checks of fpt/validate.py: a run that failed before it started).
 
 Light on imports (the start-up checks run before torch is imported). `status` is a plain string
 (completed, failed, ...); a run that failed before training has the config's keys with no measurements.
@@ -7,6 +7,12 @@ Light on imports (the start-up checks run before torch is imported). `status` is
 from __future__ import annotations
 
 import math
+import os
+import traceback as tb
+from pathlib import Path
+
+from ..validate import check_config
+from .checkpoint import write_json
 
 # what the trainer measured: present once a trainer existed
 MEASURED = ("total_steps", "best_step", "best_epoch", "trainable_params", "train_seconds", "train_flops", "growth",
@@ -47,3 +53,25 @@ def run_results(cfg, status: str, *, steps: int = 0, best: dict | None = None, f
     if traceback is not None:
         out["traceback"] = traceback
     return out
+
+
+def check_start(cfg, run_dir: Path | str, computes_scores: bool = False) -> None:
+    """fpt.validate.check_config(cfg, run_dir); a failure is also recorded in the run folder as a failed results.json
+    (a sweep's report lists it), then raised."""
+    try:
+        check_config(cfg, run_dir, computes_scores)
+    except Exception as err:
+        record_failure(cfg, Path(run_dir), err)
+        raise
+
+
+def record_failure(cfg, run_dir: Path, err: Exception) -> None:
+    """results.json with status "failed" (as fpt.runs.launch writes for a failed run), if the folder takes it; called
+    while `err` is being handled (its traceback is recorded)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    results = run_results(cfg, "failed", error=f"{type(err).__name__}: {err}", traceback=tb.format_exc())
+    try:
+        write_json(run_dir / "results.json", results)
+    except OSError:
+        pass  # an unwritable folder: the error itself still reaches the user
