@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from fpt.collect import search_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 LRS, LENGTHS = "5e-3,1e-2,2e-2", "8,16,32"
 BASE = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2",
@@ -48,17 +50,11 @@ def commands(out: Path) -> dict[str, list[str]]:
 
 
 def summary(sweep: Path) -> dict:
-    """Best dev accuracy (and its configuration), total train FLOPs, jobs; from the job folders' results.json."""
-    best, flops, jobs, full = None, 0.0, 0, 0
-    for results_file in sorted(sweep.glob("*/results.json")):
-        r = json.loads(results_file.read_text())
-        jobs += 1
-        flops += r.get("train_flops") or 0
-        full += r.get("status") == "completed"
-        value = r.get("best", {}).get(r.get("metric"))
-        if r.get("status") == "completed" and value is not None and (best is None or value > best[0]):
-            best = (value, f"lr={r['lr']} P={r['prompt_length']}", results_file.parent.name)
-    return {"best": best, "flops": flops, "jobs": jobs, "full_length": full}
+    """Best dev accuracy (and its configuration), total train FLOPs, jobs: fpt.collect's view of the sweep."""
+    s = search_summary(sweep)
+    best = s["best"]
+    label = f"lr={best.results['lr']} P={best.results['prompt_length']}" if best else None
+    return {**s, "best": (s["value"], label, best.folder.name) if best else None}
 
 
 def main() -> None:

@@ -265,3 +265,16 @@ def test_plot_has_a_panel_per_task_and_model_with_a_legend_of_what_varies_in_it(
         assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # right of the axes, not over the curves
     assert (tmp_path / "out" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plt.close(fig)
+
+
+def test_search_summary_names_the_best_completed_job_and_sums_the_flops(tmp_path):
+    from fpt.collect import search_summary
+    sweep = tmp_path / "sweep"
+    job(sweep / "0", lr=1e-2, length=4, seed=1, best=0.7, flops=100.0)
+    job(sweep / "1", lr=2e-2, length=4, seed=1, best=0.9, flops=50.0, status="stopped")  # a pruned trial: not best
+    job(sweep / "2", lr=5e-3, length=8, seed=1, best=0.8, flops=200.0)
+    job(sweep / "3", lr=5e-3, length=8, seed=2, best=0.8, flops=300.0)  # a tie: the first in folder order stays
+    job(sweep / "4", lr=1e-3, length=8, seed=1, status="unfinished")  # nothing measured: not counted
+    s = search_summary(sweep)
+    assert s["best"].folder == sweep / "2" and s["value"] == 0.8
+    assert (s["flops"], s["jobs"], s["full_length"]) == (650.0, 4, 3)
