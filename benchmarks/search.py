@@ -6,6 +6,7 @@ the same 9 configurations in grid order) stops them at rungs 10 / 30 / 90 steps 
 (eta 3) and resumes the promoted ones. Same data (2,000 training rows, length 64), batch 16, 90 steps, the same
 LR schedule for every job, evaluation every 30 steps (plus the search's rung steps), one thread per job, one
 job at a time per sweep. Both sweeps run AT ONCE by default (two processes), so both see the same machine load.
+The recipes: conf/experiment/search/grid.yaml (the shared setup) and search/halving.yaml (the search).
 
     nice python benchmarks/search.py                # ~30-60 min on a loaded 2-core CPU
     python benchmarks/search.py --report-only       # the comparison from the sweeps on disk
@@ -30,21 +31,15 @@ from fpt.collect import search_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 LRS, LENGTHS = "5e-3,1e-2,2e-2", "8,16,32"
-BASE = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2",
-        "task.max_train_samples=2000", "task.max_length=64", "prompt=deep", "trainer.batch_size=16",
-        "trainer.max_steps=90", "trainer.eval_every=30", "trainer.threads=1", "trainer.progress=false",
-        # as hparams_search=ptv2_halving sets them, given to both sweeps
-        "prompt.dropout=0.1", "model.dropout=0.1", "model.attention_dropout=0.1", "optim.weight_decay=0.0",
-        "optim.max_grad_norm=1.0", "optim.warmup_steps=0"]
 
 
 def commands(out: Path) -> dict[str, list[str]]:
+    """The two sweeps: conf/experiment/search/{grid,halving}.yaml over the same learning rates and prompt lengths."""
     train = [sys.executable, str(ROOT / "train.py"), "-m"]
     return {
-        "grid": [*train, *BASE, f"optim.lr={LRS}", f"prompt.length={LENGTHS}", f"output_root={out}/grid",
-                 f"hydra.sweep.dir={out}/grid/sweep"],
-        "search": [*train, "hparams_search=ptv2_halving", *BASE, f"optim.lr=choice({LRS})",
-                   f"prompt.length=choice({LENGTHS})", "hydra.sweeper.min_resource=10",
+        "grid": [*train, "experiment=search/grid", f"optim.lr={LRS}", f"prompt.length={LENGTHS}",
+                 f"output_root={out}/grid", f"hydra.sweep.dir={out}/grid/sweep"],
+        "search": [*train, "experiment=search/halving", f"optim.lr=choice({LRS})", f"prompt.length=choice({LENGTHS})",
                    f"output_root={out}/search", f"hydra.sweep.dir={out}/search/sweep"],
     }
 
