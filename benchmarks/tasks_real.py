@@ -4,7 +4,7 @@
     python benchmarks/tasks_real.py copa boolq           # some of them
 
 Reads the data root (paths.data_root: $FPT_DATA_ROOT or its default; override with --data), writes the documented splits under <out>/data in each
-dataset's official format, runs train.py once per task (niced) and prints the best dev metric (and,
+dataset's official format, runs train.py once per task (niced; experiment=tasks_real/<task>) and prints the best dev metric (and,
 for CoNLL-2003, test at the best dev step) next to a trivial baseline computed on the same eval set.
 
 Splits (the only labelled copies on this machine are dev/val files):
@@ -35,21 +35,8 @@ from fpt.tasks import read_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SQUAD_EVAL = 1000
-COMMON = ["model=minilm", "prompt=deep", "trainer.threads=1", "trainer.progress=false",
-          "trainer.resume=false", "trainer.skip_completed=false"]
-RUNS = {
-    "conll03": ["task=conll03", "task.data_dir={shared}/conll2003", "task.max_train_samples=3000", "prompt.length=20",
-                "optim.lr=2e-2", "trainer.batch_size=32", "trainer.max_steps=150", "trainer.eval_every=75"],
-    "squad": ["task=squad", "task.data_dir={data}/squad", "task.files.train=train.json", "task.files.eval=eval.json",
-              "task.max_train_samples=2400", f"task.max_eval_samples={SQUAD_EVAL}", "task.max_length=128",
-              "task.doc_stride=48", "prompt.length=20", "optim.lr=1e-2", "trainer.batch_size=16",
-              "trainer.max_steps=300", "trainer.eval_every=150"],
-    "copa": ["task=copa", "task.data_dir={data}/copa", "prompt.length=20", "optim.lr=1e-2", "trainer.batch_size=10",
-             "trainer.max_steps=100", "trainer.eval_every=20"],
-    "boolq": ["task=boolq", "task.data_dir={data}/boolq", "task.max_length=128", "prompt.length=20", "optim.lr=1e-2",
-              "trainer.batch_size=16", "trainer.max_steps=200", "trainer.eval_every=50"],
-}
+# the recipes: conf/experiment/tasks_real/<task>.yaml; the data folder is this script's (it writes the splits)
+DATA = {"conll03": "{shared}/conll2003", "squad": "{data}/squad", "copa": "{data}/copa", "boolq": "{data}/boolq"}
 
 
 # --------------------------------------------------------------------------- splits
@@ -86,7 +73,7 @@ def baseline(task: str, shared: Path, data: Path) -> str:
     if task == "squad":
         rows = [(p["context"], [a["text"] for a in q["answers"]]) for a in
                 json.loads((data / "squad" / "eval.json").read_text())["data"] for p in a["paragraphs"] for q in p["qas"]]
-        rows = rows[:SQUAD_EVAL]  # the questions the run scores
+        rows = rows[:compose("experiment=tasks_real/squad").task.max_eval_samples]  # the questions the run scores
         first = [re.split(r"(?<=[.!?])\s", c, maxsplit=1)[0] for c, _ in rows]
         m = squad(first, [g for _, g in rows])
         return f"first sentence of the context: EM {m['exact_match']:.3f} F1 {m['f1']:.3f}"
@@ -97,7 +84,7 @@ def baseline(task: str, shared: Path, data: Path) -> str:
 
 # --------------------------------------------------------------------------- runs
 def run(task: str, shared: Path, data: Path, out: Path) -> dict:
-    overrides = [o.format(shared=shared, data=data) for o in RUNS[task]] + COMMON
+    overrides = [f"experiment=tasks_real/{task}", "task.data_dir=" + DATA[task].format(shared=shared, data=data)]
     run_dir = out / "runs" / task
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run and metrics log every time
     cmd = ["nice", "-n", "10", sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}",
@@ -112,7 +99,7 @@ def run(task: str, shared: Path, data: Path, out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tasks", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("tasks", nargs="*", default=list(DATA), choices=list(DATA))
     parser.add_argument("--data", type=Path, default=Path(compose().paths.data_root),
                         help="the data root (default: paths.data_root, from the folder this is run in)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "tasks_real")
