@@ -43,13 +43,9 @@ ARMS = {"before": ["trainer.group_by_length=false"], "grouped": ["trainer.group_
 
 
 def base(rows: int, steps: int, eval_every: int, dev_rows: int | None) -> list[str]:
-    """The SST-2 deep-prompt recipe (conf/experiment/fpt_sst2/deep_vanilla.yaml's, with seed 42 and linear decay),
-    evaluated every `eval_every` steps."""
-    out = ["model=minilm", "task=sst2", "task.data_dir=${paths.data_root}/GLUE/SST-2", f"task.max_train_samples={rows}",
-           "task.max_length=64", "prompt=deep", "prompt.length=20", "optim.lr=1e-2", "model.dropout=0",
-           "schedule=none", "trainer.batch_size=32", f"trainer.max_steps={steps}", f"trainer.eval_every={eval_every}",
-           "trainer.threads=1", "trainer.progress=false", "trainer.log_every=25", "trainer.resume=false",
-           "trainer.skip_completed=false", "seed=42"]
+    """The SST-2 deep-prompt recipe (conf/experiment/group_by_length/sst2_deep.yaml) at these sizes."""
+    out = ["experiment=group_by_length/sst2_deep", f"task.max_train_samples={rows}", f"trainer.max_steps={steps}",
+           f"trainer.eval_every={eval_every}"]
     if dev_rows:
         out.append(f"task.max_eval_samples={dev_rows}")
     return out
