@@ -1,7 +1,7 @@
 """How well does a prompt trained on a partial model work on the full model?
 
 Each arm prompt-tunes a partial MiniLM for `--steps` steps on SST-2 (the setup of the study arms in
-conf/experiment/fpt_sst2/), is evaluated there, then grows to the full model and is evaluated again after one step
+conf/experiment/fpt_sst2/, under schedule=fpt: conf/experiment/fpt_transfer/partial.yaml), is evaluated there, then grows to the full model and is evaluated again after one step
 (at learning rate ~0): the second number is what the full model starts from when FPT expands. The reference arm
 trains the full model for the same number of steps. Reports both accuracies and the partial model's FLOPs per step
 relative to the full model's (benchmarks/results/fpt_transfer.{md,json}). Runs that already completed are skipped
@@ -31,16 +31,19 @@ ARMS = {  # name -> the partial model (layers, ffn_ratio); None = the full model
 
 
 def run(arm: str, prompt: str, steps: int, prefix: str) -> None:
+    """One arm: conf/experiment/fpt_transfer/partial.yaml with the arm's stages, or the reference arm (the full
+    model throughout: the study's vanilla arm), for `steps` steps."""
     if ARMS[arm] is None:
-        sched, total = [], steps
+        setup, total = [f"experiment=fpt_sst2/{prompt}_vanilla"], steps
     else:
         layers, ratio = ARMS[arm]
-        sched = ["schedule=fpt", f"schedule.stages=[{{layers:{layers},ffn_ratio:{ratio},steps:{steps}}},{{}}]",
+        setup = ["experiment=fpt_transfer/partial", f"prompt={prompt}",
+                 f"schedule.stages=[{{layers:{layers},ffn_ratio:{ratio},steps:{steps}}},{{}}]",
                  f"schedule.new_layer_prefix={prefix}"]
         total = steps + 1
     out = OUT / f"{prompt}-{arm}-{prefix}-{steps}"
-    cmd = [sys.executable, str(ROOT / "train.py"), f"experiment=fpt_sst2/{prompt}_vanilla", *sched,
-           f"trainer.max_steps={total}", f"trainer.eval_every={steps}", f"hydra.run.dir={out}"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *setup, f"trainer.max_steps={total}", f"trainer.eval_every={steps}",
+           f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"{arm} failed:\n{proc.stderr[-3000:]}")
