@@ -1,11 +1,11 @@
 """How well does a prompt trained on a partial model work on the full model?
 
 Each arm prompt-tunes a partial MiniLM for `--steps` steps on SST-2 (the setup of the study arms in
-conf/experiment/fpt_sst2/, under schedule=fpt: conf/experiment/fpt_transfer/partial.yaml), is evaluated there, then grows to the full model and is evaluated again after one step
-(at learning rate ~0): the second number is what the full model starts from when FPT expands. The reference arm
-trains the full model for the same number of steps. Reports both accuracies and the partial model's FLOPs per step
-relative to the full model's (benchmarks/results/fpt_transfer.{md,json}). Runs that already completed are skipped
-by train.py itself.
+conf/experiment/fpt_sst2/, under schedule=fpt: conf/experiment/fpt_transfer/partial.yaml), is evaluated there, then
+grows to the full model and is evaluated again after one step (at learning rate ~0): the second number is what the
+full model starts from when FPT expands. The reference arm trains the full model for the same number of steps.
+Reports both accuracies and the partial model's FLOPs per step relative to the full model's
+(benchmarks/results/fpt_transfer.{md,json}). Runs that already completed are skipped by train.py itself.
 
     python benchmarks/fpt_transfer.py --prompt deep --arms ld2 ld4 fr25 cr4-50
     python benchmarks/fpt_transfer.py --report-only

@@ -3,9 +3,10 @@
     python benchmarks/tasks_real.py                      # all four, a few CPU minutes each
     python benchmarks/tasks_real.py copa boolq           # some of them
 
-Reads the data root (paths.data_root: $FPT_DATA_ROOT or its default; override with --data), writes the documented splits under <out>/data in each
-dataset's official format, runs train.py once per task (niced; experiment=tasks_real/<task>) and prints the best dev metric (and,
-for CoNLL-2003, test at the best dev step) next to a trivial baseline computed on the same eval set.
+Reads the data root (paths.data_root: $FPT_DATA_ROOT or its default; override with --data), writes the documented
+splits under <out>/data in each dataset's official format, runs train.py once per task (niced;
+experiment=tasks_real/<task>) and prints the best dev metric (and, for CoNLL-2003, test at the best dev step) next
+to a trivial baseline computed on the same eval set.
 
 Splits (the only labelled copies on this machine are dev/val files):
 - CoNLL-2003: train on the first 3,000 shuffled sentences of eng.train (task.shuffle_seed=0); dev eng.testa,

@@ -1,7 +1,7 @@
 """Start-up checks: a config or data error is reported in seconds, before a run folder is written.
 
-`check_config(cfg, run_dir)` (called through fpt.runs.results.check_start, which records a failure) checks every
-numeric field with a meaning, the choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
+`check_config(cfg, run_dir)` (via fpt.runs.results.check_start) checks every numeric field with a meaning, the
+choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
 the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
