@@ -1,3 +1,4 @@
+"""`python -m fpt.collect ...`: fpt/collect/command.py."""
 from .command import main
 
 main()
