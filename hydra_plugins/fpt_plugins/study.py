@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 NAN_ATTR = "fpt_value_nan"     # user attr: the job returned NaN, recorded as the worst value
 ERROR_ATTR = "fpt_error"       # user attr: why a trial FAILed (the job's exception, first line)
-SEARCH_FILE = "search.json"    # a sweep's summary for `python -m fpt.collect` (read in fpt/collect.py)
+SEARCH_FILE = "search.json"    # a sweep's summary for `python -m fpt.collect` (read in fpt/collect/read.py)
 
 
 class StudyLockError(RuntimeError):
