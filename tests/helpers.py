@@ -1,5 +1,6 @@
 """Helpers shared by tests/unit and tests/integration (`from helpers import ...`; pytest puts tests/ on the path,
-pyproject.toml). Fixtures stay in tests/conftest.py."""
+pyproject.toml). Fixtures and skip_or_fail stay in tests/conftest.py."""
+import importlib.util
 import json
 import os
 import random
@@ -8,20 +9,22 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import SHARED_DATA, compose  # noqa: F401  (one import for test files: the config train.py sees)
+from conftest import skip_or_fail
+from hydra import compose as hydra_compose, initialize_config_dir
 from safetensors.torch import load_file
+
+from fpt import CONF_DIR
+from fpt.config import compose, register_configs  # noqa: F401  (compose: the config train.py sees)
+from fpt.runs.launch import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: train.py, eval.py, conf/
 
 
 # --------------------------------------------------------------------------- composing configs
+# compose(*overrides, config_name="config"): the config train.py would see (fpt.config.compose)
 def compose_hydra(*overrides: str, config_name: str = "config"):
     """The composed config with its `hydra` node (sweeper, launcher), as `train.py -m` would see it
     (config_name="eval": as eval.py would)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from fpt import CONF_DIR
-    from fpt.config import register_configs
-
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
@@ -44,12 +47,9 @@ GROWTH_STAGES = "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers
 def need(module: str):
     """Skip without an optional package (the retrieval extra's faiss, ir_measures, bm25s); fail instead with
     FPT_REQUIRE_RETRIEVAL=1 (.ci/run, which installs the extra)."""
-    import importlib.util
-    import pytest
     if importlib.util.find_spec(module) is None:
-        if os.environ.get("FPT_REQUIRE_RETRIEVAL") == "1":
-            pytest.fail(f"FPT_REQUIRE_RETRIEVAL=1 but {module} (the retrieval extra) is not installed")
-        pytest.skip(f"{module} (the retrieval extra: pip install -e '.[retrieval]') is not installed")
+        skip_or_fail(f"{module} (the retrieval extra: pip install -e '.[retrieval]') is not installed",
+                     require="FPT_REQUIRE_RETRIEVAL")
 
 
 # --------------------------------------------------------------------------- subprocesses
@@ -87,8 +87,7 @@ def run_dir_cfg(*overrides: str, root: Path):
 
 
 def run_in_process(folder: Path, *overrides: str, root: Path | None = None) -> dict:
-    from fpt.runs.launch import main
-    return main(run_dir_cfg(*overrides, root=root or folder), folder)
+    return run_main(run_dir_cfg(*overrides, root=root or folder), folder)
 
 
 def final_state(folder: Path):
@@ -153,7 +152,6 @@ def toy_settings(data: Path, root: Path, *overrides: str) -> list[str]:
 
 
 def train_toy(root: Path, toy: Path, *overrides: str) -> tuple[Path, dict]:
-    from fpt.runs.launch import main as run_main
     results = run_main(compose(*toy_settings(toy, root, *overrides)), root / "run")
     assert results["status"] == "completed"
     return root / "run", results
@@ -228,7 +226,6 @@ def jsonl(rows):
 
 def two_row_batch(tok, seq2seq: bool) -> dict:
     """Two rows of different lengths (so with padding) and their labels: T5 target ids or class indices."""
-    import torch
     batch = dict(tok(["a short one", "a somewhat longer sentence with padding needed"], padding=True,
                      return_tensors="pt"))
     if seq2seq:
