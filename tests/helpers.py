@@ -103,6 +103,18 @@ def assert_same_run(a: Path, b: Path):
         assert ra[key] == rb[key], key
 
 
+# --------------------------------------------------------------------------- successive halving (test_halving*)
+# a tiny run with dropout on, 8 steps, evaluated every 4: stopped at a rung (trainer.stop_at_step) and promoted
+HALVING_TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "prompt.dropout=0.1", "model.dropout=0.1",
+                "trainer.max_steps=8", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
+                "task.max_eval_samples=50", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=1"]
+
+
+def halving_run(folder: Path, *extra: str) -> dict:
+    """HALVING_TINY in-process into `folder`; earlier runs of the same config are looked up beside it."""
+    return run_main(compose(*HALVING_TINY, f"output_root={folder.parent}", *extra), folder)
+
+
 # --------------------------------------------------------------------------- bad input (test_errors*)
 ERRORS_TINY = tiny_run(4, 2, 20)
 TSV = "sentence\tlabel\n"
