@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,60 @@ def leaves_nothing_complete(run: Path) -> None:
         if (run / name).exists():
             assert json.loads((run / name).read_text())["status"] != "completed"
     assert not (run / "trainable_final.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- README.md's commands (test_readme*)
+# How tests/integration/test_readme.py runs README.md's ```bash blocks (its docstring states the convention): the
+# plan of each command line and the shortening of a train.py command; the plan itself: tests/unit/test_readme_plan.py.
+README_SCALED = ("trainer.max_steps", "trainer.eval_every")
+README_SHORTEN = {"trainer.max_steps": "2", "trainer.eval_every": "2", "task.max_eval_samples": "16",
+                  "trainer.threads": "1", "trainer.progress": "false"}
+README_SKIPPED = ("pip ", "python3 -m venv", "python -m venv", "python -m pytest")
+README_DEMO = "train.py prompt=deep trainer.max_steps=40 trainer.eval_every=20 hydra.run.dir=outputs/demo"
+
+
+def bash_blocks(text: str) -> list[list[str]]:
+    """The lines of each ```bash block, in order."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if current is None and line.strip() == "```bash":
+            current = []
+        elif current is not None and line.strip() == "```":
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def readme_plan(text: str) -> list[tuple[str, list[str]]]:
+    """(how, words) per command line: how is "run", "cfg" (a GPU job: --cfg job) or "skip"."""
+    out = []
+    for block in bash_blocks(text):
+        gpu = bool(block) and block[0].strip() == "# GPU"
+        for line in block:
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            if line.strip().startswith(README_SKIPPED) or words[0] not in ("python", "python3"):
+                out.append(("skip", words))
+            elif gpu:
+                multirun = words[1] != "-m" and bool({"-m", "--multirun"} & set(words[2:]))
+                out.append(("skip" if multirun else "cfg", words))
+            else:
+                out.append(("run", words))
+    return out
+
+
+def shortened_command(words: list[str]) -> list[str]:
+    if not words[1].endswith("train.py"):
+        return words
+    given = {w.split("=", 1)[0]: i for i, w in enumerate(words) if "=" in w}
+    words = list(words)
+    for key in README_SCALED:
+        if key in given:
+            words[given[key]] = f"{key}={max(2, int(words[given[key]].split('=', 1)[1]) // 10)}"
+    return words + [f"{key}={value}" for key, value in README_SHORTEN.items() if key not in given]
 
 
 # --------------------------------------------------------------------------- a toy task a tiny model learns
