@@ -32,7 +32,7 @@ def shared_data():
 
 
 # --------------------------------------------------------------------------- a toy task a tiny model learns
-# (helpers.py; trained once per test module that asks)
+# (helpers.py; trained once per test module that asks; imported inside the fixtures: helpers imports this file)
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     from helpers import write_toy
