@@ -15,7 +15,7 @@ from hydra import compose as hydra_compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from fpt import CONF_DIR
-from fpt.config import compose, register_configs  # noqa: F401  (compose: the config train.py sees)
+from fpt.config import compose, register_configs
 from fpt.runs.launch import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: train.py, eval.py, conf/
@@ -182,6 +182,8 @@ def readme_plan(text: str) -> list[tuple[str, list[str]]]:
 
 
 def shortened_command(words: list[str]) -> list[str]:
+    """A train.py command as test_readme runs it: README_SCALED values divided by 10 (at least 2), README_SHORTEN's
+    keys appended where the command does not give them; any other command as it is."""
     if not words[1].endswith("train.py"):
         return words
     given = {w.split("=", 1)[0]: i for i, w in enumerate(words) if "=" in w}
