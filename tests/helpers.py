@@ -1,27 +1,31 @@
 """Helpers shared by tests/unit and tests/integration (`from helpers import ...`; pytest puts tests/ on the path,
-pyproject.toml). Fixtures stay in tests/conftest.py."""
+pyproject.toml). Fixtures and skip_or_fail stay in tests/conftest.py."""
+import importlib.util
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from conftest import SHARED_DATA, compose  # noqa: F401  (one import for test files: the config train.py sees)
+from conftest import skip_or_fail
+from hydra import compose as hydra_compose, initialize_config_dir
 from safetensors.torch import load_file
+
+from fpt import CONF_DIR
+from fpt.config import compose, register_configs
+from fpt.runs.launch import main as run_main
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: train.py, eval.py, conf/
 
 
 # --------------------------------------------------------------------------- composing configs
+# compose(*overrides, config_name="config"): the config train.py would see (fpt.config.compose)
 def compose_hydra(*overrides: str, config_name: str = "config"):
     """The composed config with its `hydra` node (sweeper, launcher), as `train.py -m` would see it
     (config_name="eval": as eval.py would)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from fpt import CONF_DIR
-    from fpt.config import register_configs
-
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
@@ -44,12 +48,9 @@ GROWTH_STAGES = "schedule.stages=[{layers: 2, ffn_ratio: 0.5, steps: 4}, {layers
 def need(module: str):
     """Skip without an optional package (the retrieval extra's faiss, ir_measures, bm25s); fail instead with
     FPT_REQUIRE_RETRIEVAL=1 (.ci/run, which installs the extra)."""
-    import importlib.util
-    import pytest
     if importlib.util.find_spec(module) is None:
-        if os.environ.get("FPT_REQUIRE_RETRIEVAL") == "1":
-            pytest.fail(f"FPT_REQUIRE_RETRIEVAL=1 but {module} (the retrieval extra) is not installed")
-        pytest.skip(f"{module} (the retrieval extra: pip install -e '.[retrieval]') is not installed")
+        skip_or_fail(f"{module} (the retrieval extra: pip install -e '.[retrieval]') is not installed",
+                     require="FPT_REQUIRE_RETRIEVAL")
 
 
 # --------------------------------------------------------------------------- subprocesses
@@ -87,8 +88,7 @@ def run_dir_cfg(*overrides: str, root: Path):
 
 
 def run_in_process(folder: Path, *overrides: str, root: Path | None = None) -> dict:
-    from fpt.runs.launch import main
-    return main(run_dir_cfg(*overrides, root=root or folder), folder)
+    return run_main(run_dir_cfg(*overrides, root=root or folder), folder)
 
 
 def final_state(folder: Path):
@@ -102,6 +102,18 @@ def assert_same_run(a: Path, b: Path):
         assert torch.equal(ta[name], tb[name]), name
     for key in ("final", "best", "best_step", "train_flops", "steps"):
         assert ra[key] == rb[key], key
+
+
+# --------------------------------------------------------------------------- successive halving (test_halving*)
+# a tiny run with dropout on, 8 steps, evaluated every 4: stopped at a rung (trainer.stop_at_step) and promoted
+HALVING_TINY = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "prompt.dropout=0.1", "model.dropout=0.1",
+                "trainer.max_steps=8", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
+                "task.max_eval_samples=50", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=1"]
+
+
+def halving_run(folder: Path, *extra: str) -> dict:
+    """HALVING_TINY in-process into `folder`; earlier runs of the same config are looked up beside it."""
+    return run_main(compose(*HALVING_TINY, f"output_root={folder.parent}", *extra), folder)
 
 
 # --------------------------------------------------------------------------- bad input (test_errors*)
@@ -124,6 +136,62 @@ def leaves_nothing_complete(run: Path) -> None:
         if (run / name).exists():
             assert json.loads((run / name).read_text())["status"] != "completed"
     assert not (run / "trainable_final.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- README.md's commands (test_readme*)
+# How tests/integration/test_readme.py runs README.md's ```bash blocks (its docstring states the convention): the
+# plan of each command line and the shortening of a train.py command; the plan itself: tests/unit/test_readme_plan.py.
+README_SCALED = ("trainer.max_steps", "trainer.eval_every")
+README_SHORTEN = {"trainer.max_steps": "2", "trainer.eval_every": "2", "task.max_eval_samples": "16",
+                  "trainer.threads": "1", "trainer.progress": "false"}
+README_SKIPPED = ("pip ", "python3 -m venv", "python -m venv", "python -m pytest")
+README_DEMO = "train.py prompt=deep trainer.max_steps=40 trainer.eval_every=20 hydra.run.dir=outputs/demo"
+
+
+def bash_blocks(text: str) -> list[list[str]]:
+    """The lines of each ```bash block, in order."""
+    blocks, current = [], None
+    for line in text.splitlines():
+        if current is None and line.strip() == "```bash":
+            current = []
+        elif current is not None and line.strip() == "```":
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def readme_plan(text: str) -> list[tuple[str, list[str]]]:
+    """(how, words) per command line: how is "run", "cfg" (a GPU job: --cfg job) or "skip"."""
+    out = []
+    for block in bash_blocks(text):
+        gpu = bool(block) and block[0].strip() == "# GPU"
+        for line in block:
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            if line.strip().startswith(README_SKIPPED) or words[0] not in ("python", "python3"):
+                out.append(("skip", words))
+            elif gpu:
+                multirun = words[1] != "-m" and bool({"-m", "--multirun"} & set(words[2:]))
+                out.append(("skip" if multirun else "cfg", words))
+            else:
+                out.append(("run", words))
+    return out
+
+
+def shortened_command(words: list[str]) -> list[str]:
+    """A train.py command as test_readme runs it: README_SCALED values divided by 10 (at least 2), README_SHORTEN's
+    keys appended where the command does not give them; any other command as it is."""
+    if not words[1].endswith("train.py"):
+        return words
+    given = {w.split("=", 1)[0]: i for i, w in enumerate(words) if "=" in w}
+    words = list(words)
+    for key in README_SCALED:
+        if key in given:
+            words[given[key]] = f"{key}={max(2, int(words[given[key]].split('=', 1)[1]) // 10)}"
+    return words + [f"{key}={value}" for key, value in README_SHORTEN.items() if key not in given]
 
 
 # --------------------------------------------------------------------------- a toy task a tiny model learns
@@ -153,7 +221,6 @@ def toy_settings(data: Path, root: Path, *overrides: str) -> list[str]:
 
 
 def train_toy(root: Path, toy: Path, *overrides: str) -> tuple[Path, dict]:
-    from fpt.runs.launch import main as run_main
     results = run_main(compose(*toy_settings(toy, root, *overrides)), root / "run")
     assert results["status"] == "completed"
     return root / "run", results
@@ -228,7 +295,6 @@ def jsonl(rows):
 
 def two_row_batch(tok, seq2seq: bool) -> dict:
     """Two rows of different lengths (so with padding) and their labels: T5 target ids or class indices."""
-    import torch
     batch = dict(tok(["a short one", "a somewhat longer sentence with padding needed"], padding=True,
                      return_tensors="pt"))
     if seq2seq:

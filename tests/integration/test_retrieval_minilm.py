@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, skip_or_fail
 from helpers import ROOT, need, run_python
 
 from fpt.data.make_beir import squad_folder
@@ -14,9 +15,8 @@ from fpt.data.make_beir import squad_folder
 
 @pytest.fixture(scope="module")
 def squad_small(tmp_path_factory):
-    from conftest import SHARED_DATA
     if not (SHARED_DATA / "SQuAD" / "dev-v1.1.json").is_file():
-        pytest.skip("SQuAD dev-v1.1.json not in the shared data")
+        skip_or_fail("SQuAD dev-v1.1.json not in the shared data")
     folder = tmp_path_factory.mktemp("beir-squad")
     squad_folder(SHARED_DATA / "SQuAD" / "dev-v1.1.json", folder, max_train=1, max_eval=60)
     return folder

@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import pytest
 import torch
 from helpers import tiny_run, train_py
 from safetensors.torch import load_file
@@ -85,24 +84,5 @@ def test_same_command_in_new_folder_resumes_or_skips(tmp_path):
     assert not (third / "results.json").exists()
 
 
-# bad input (typos, data errors, NaN loss): tests/test_errors.py
-
-
-def test_old_format_checkpoint_fails_naming_the_file(tmp_path):
-    """A checkpoint of the single-tensor layout (one `deep.embeds` for all sites) is refused, not half-loaded."""
-    from helpers import compose
-
-    from fpt.runs.checkpoint import save_checkpoint
-    from fpt.trainer import Trainer
-    cfg = compose(*TINY, f"output_root={tmp_path}")
-    trainer = Trainer(cfg, tmp_path / "run")
-    width = 2 * trainer.model.deep.num_heads * trainer.model.deep.head_dim * trainer.model.deep.num_sites
-    old = {"step": 4, "trainable": {"deep.embeds": torch.zeros(4, width)}, "optimizer": {}, "lr_schedule": {},
-           "rng": None, "best": {}, "train_flops": 0, "train_seconds": 0.0}
-    save_checkpoint(trainer.ckpt_path, old)
-    with pytest.raises(ValueError, match="checkpoint format 1") as err:
-        trainer.load()
-    assert str(trainer.ckpt_path) in str(err.value) and "deep.embeds" in str(err.value)
-    # the current format loads
-    trainer.save()
-    assert trainer.load() and trainer.step == 0
+# bad input (typos, data errors, NaN loss): tests/unit/test_errors.py, tests/integration/test_errors_e2e.py;
+# a checkpoint of an old format: tests/unit/test_run_outputs.py

@@ -1,6 +1,6 @@
 """fpt.collect on hand-made job folders with known numbers: grouping, mean/std, best rows, relative cost, failures.
 
-(tests/test_sweeps.py collects real sweeps; here the arithmetic is checked against values written by hand.)
+(tests/integration/test_sweeps.py collects real sweeps; here the arithmetic is checked against values written by hand.)
 """
 import csv
 import json

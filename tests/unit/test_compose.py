@@ -8,7 +8,7 @@ names the right model family when it does not.
 import itertools
 
 import pytest
-from helpers import compose
+from helpers import compose, compose_hydra
 
 from fpt import CONF_DIR
 from fpt.evaluation import check_metric
@@ -83,13 +83,9 @@ def test_study_arm_file_composes_to_the_benchmark_scripts_overrides(arm):
 
 def test_study_arms_are_every_file_and_run_one_job_each():
     """Every arm file is tested above; an arm does not sweep fpt_minilm_sst2's prompt x schedule under -m."""
-    from hydra import compose as hydra_compose, initialize_config_dir
     assert sorted(p.stem for p in (CONF_DIR / "experiment" / "fpt_sst2").glob("*.yaml")) == sorted(STUDY_ARMS)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=["experiment=fpt_sst2/deep_fpt_init"],
-                            return_hydra_config=True)
-        sweep = hydra_compose(config_name="config", overrides=["experiment=fpt_minilm_sst2"],
-                              return_hydra_config=True)
+    cfg = compose_hydra("experiment=fpt_sst2/deep_fpt_init")
+    sweep = compose_hydra("experiment=fpt_minilm_sst2")
     assert not cfg.hydra.sweeper.params and set(sweep.hydra.sweeper.params) == {"schedule", "prompt"}
 
 
@@ -121,7 +117,6 @@ def test_learning_arm_file_composes_to_the_old_scripts_overrides(arm):
 
 
 def test_learning_arms_are_every_file_and_run_one_job_each():
-    from helpers import compose_hydra
     assert sorted(p.stem for p in (CONF_DIR / "experiment" / "learning").glob("*.yaml")) == LEARNING_ARMS
     for arm in LEARNING_ARMS:
         assert not compose_hydra(f"experiment=learning/{arm}").hydra.sweeper.params, arm
@@ -166,8 +161,6 @@ def test_sweep_jobs_cross_the_group_axes_and_cover_every_value():
 @pytest.mark.parametrize("group, name", [("experiment", e) for e in _configs("experiment", recursive=True)]
                          + [("hparams_search", h) for h in _configs("hparams_search")])
 def test_every_experiment_and_search_job_passes_the_applicability_check(group, name):
-    from helpers import compose_hydra
-
     from fpt.validate import check_applicable
     jobs = _sweep_jobs(compose_hydra(f"{group}={name}").hydra.sweeper.get("params"))
     for job in jobs:

@@ -3,15 +3,15 @@
 the LR x0.95 per epoch of the NER/SRL/QA trainers); and `fpt.collect`'s "ours vs released" table."""
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import SHARED_DATA, skip_or_fail
+from helpers import compose
 from omegaconf import OmegaConf
-from helpers import SHARED_DATA, compose
 
 from fpt import CONF_DIR
 from fpt.evaluation import check_metric, metric_keys
@@ -32,9 +32,7 @@ COLUMNS = ["script", "task", "model", "batch", "lr", "P", "dropout", "epochs", "
 def ptv2_scripts():
     """The released scripts' table, one dict per row, or skip (fail when FPT_REQUIRE_SHARED_DATA=1, as in CI)."""
     if not SCRIPTS.is_file():
-        if os.environ.get("FPT_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(f"FPT_REQUIRE_SHARED_DATA=1 but {SCRIPTS} does not exist")
-        pytest.skip(f"P-tuning v2's run-script table not found at {SCRIPTS}")
+        skip_or_fail(f"P-tuning v2's run-script table not found at {SCRIPTS}")
     text = SCRIPTS.read_text()
     rows = []
     for line in text.splitlines():

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_same_run, run_in_process as run
+from helpers import assert_same_run, compose, run_in_process as run, tiny_run
 
 from fpt.runs.checkpoint import CheckpointError, load_checkpoint, read_tensors, save_checkpoint, save_tensors
 from fpt.runs.results import improves
 from fpt.runs.folder import RunFolderError
 from fpt.runs.trained import read_trained
+from fpt.trainer import Trainer
+
+TINY = tiny_run(12, 4, 100)
 
 
 def snapshot(folder: Path) -> dict:
@@ -88,6 +91,22 @@ def test_checkpoint_without_its_checksum_line(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="fpt"):
         assert load_checkpoint(old) == {"step": 3}
     assert f"{old} has no sha256 (written by an older fpt): read unverified" in caplog.text
+
+
+def test_old_format_checkpoint_fails_naming_the_file(tmp_path):
+    """A checkpoint of the single-tensor layout (one `deep.embeds` for all sites) is refused, not half-loaded."""
+    cfg = compose(*TINY, f"output_root={tmp_path}")
+    trainer = Trainer(cfg, tmp_path / "run")
+    width = 2 * trainer.model.deep.num_heads * trainer.model.deep.head_dim * trainer.model.deep.num_sites
+    old = {"step": 4, "trainable": {"deep.embeds": torch.zeros(4, width)}, "optimizer": {}, "lr_schedule": {},
+           "rng": None, "best": {}, "train_flops": 0, "train_seconds": 0.0}
+    save_checkpoint(trainer.ckpt_path, old)
+    with pytest.raises(ValueError, match="checkpoint format 1") as err:
+        trainer.load()
+    assert str(trainer.ckpt_path) in str(err.value) and "deep.embeds" in str(err.value)
+    # the current format loads
+    trainer.save()
+    assert trainer.load() and trainer.step == 0
 
 
 # --------------------------------------------------------------------------- write failures

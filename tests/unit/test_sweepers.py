@@ -1,7 +1,7 @@
 """fpt's two sweepers in-process, with a launcher that writes what a job would (hydra_plugins/fpt_plugins/):
 the search space, the grid's order, NaN as the worst value, failures (a job refused by a lock), the study lock,
 and fpt.collect's view of a search. No DeprecationWarning / FutureWarning from Optuna or SQLAlchemy is allowed.
-(The sweeps with real training: tests/integration/test_asha.py, tests/integration/test_sweeps.py.)"""
+(The sweeps with real training: tests/integration/test_halving_search.py, tests/integration/test_sweeps.py.)"""
 import json
 import math
 import socket

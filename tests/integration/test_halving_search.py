@@ -1,33 +1,16 @@
-"""Successive halving (hparams_search=tiny_halving, hydra_plugins/fpt_plugins/halving_sweeper.py) and the trainer's
-stop step: a stopped-then-promoted run equals an uninterrupted one bitwise; the sweep's rungs; resuming an
-interrupted sweep; fpt.collect's search summary."""
+"""Successive halving (hparams_search=tiny_halving, hydra_plugins/fpt_plugins/halving_sweeper.py) with real
+training: a stopped-then-promoted run equals an uninterrupted one bitwise; the sweep's rungs; resuming an interrupted
+sweep; fpt.collect's search summary (the rule, the stop step's checks and the paper's search space, in-process:
+tests/unit/test_halving.py)."""
 import json
-import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from helpers import ROOT, run_python, subprocess_env
+from helpers import ROOT, halving_run as train, run_python, subprocess_env
 from safetensors.torch import load_file
-
-from fpt import CONF_DIR
-from fpt.config import register_configs
-from fpt.runs.launch import main
-
-RUN = ["model=tiny-bert", "prompt=deep", "prompt.length=4", "prompt.dropout=0.1", "model.dropout=0.1",
-       "trainer.max_steps=8", "trainer.eval_every=4", "trainer.batch_size=8", "trainer.eval_batch_size=50",
-       "task.max_eval_samples=50", "trainer.threads=1", "trainer.progress=false", "trainer.log_every=1"]
-
-
-def train(folder: Path, *extra: str) -> dict:
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*RUN, f"output_root={folder.parent}", *extra])
-    return main(cfg, folder)
 
 
 def log_lines(folder: Path) -> list[dict]:
@@ -66,36 +49,6 @@ def test_a_stopped_run_is_continued_only_in_its_own_folder(tmp_path):
     assert other["status"] == "completed" and other["steps"] == 8
     assert not (tmp_path / "other" / "run_link.json").exists()
     assert json.loads((trial / "results.json").read_text())["steps"] == 2
-
-
-def test_stop_step_outside_the_run_is_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"trainer.stop_at_step=9: expected a step in 1..8"):
-        train(tmp_path / "run", "trainer.stop_at_step=9")
-
-
-def test_stop_step_is_not_part_of_the_run_identity():
-    from fpt.runs.identity import fingerprint, run_identity
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        a = compose(config_name="config", overrides=[*RUN, "trainer.stop_at_step=2"])
-        b = compose(config_name="config", overrides=[*RUN, "trainer.stop_at_step=6"])
-    assert fingerprint(run_identity(a)) == fingerprint(run_identity(b))
-
-
-# --------------------------------------------------------------------------- the rule
-def test_rungs_sizes_and_promotion_rule():
-    from hydra_plugins.fpt_plugins.halving_sweeper import promote, rung_sizes, rung_steps
-    assert rung_steps(2, 2, 8) == [2, 4, 8]
-    assert rung_steps(20, 3, 180) == [20, 60, 180]
-    assert rung_steps(20, 3, 200) == [20, 60, 180, 200]
-    assert rung_sizes(9, 3, 3) == [9, 3, 1] and rung_sizes(4, 2, 3) == [4, 2, 1] and rung_sizes(2, 3, 3) == [2, 1, 1]
-    values = {0: 0.5, 1: 0.9, 2: math.nan, 3: 0.7, 4: 0.7}
-    assert promote(values, 2, maximize=True) == [1, 3]        # ties: the lower trial number
-    assert promote(values, 2, maximize=False) == [0, 3]
-    assert promote({0: math.nan, 1: 0.1}, 1, maximize=True) == [1]  # NaN is the worst value ...
-    assert promote({0: math.nan, 1: 0.1}, 2, maximize=True) == [0, 1]  # ... not a failure (failed: not in values)
-    with pytest.raises(ValueError, match="min_resource=9"):
-        rung_steps(9, 3, 8)
 
 
 # --------------------------------------------------------------------------- (b), (c), (d): the sweep
@@ -192,17 +145,3 @@ def test_a_second_sweep_into_the_same_folder_is_refused_and_the_first_is_intact(
     check_search(folder)
     from fpt.collect import collect
     assert "## Failed or unfinished jobs\n\nnone" in collect([folder])
-
-
-def test_ptv2_halving_composes_to_the_papers_space_with_its_study_under_the_sweep():
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hparams_search=ptv2_halving", "task=rte", "model=roberta-large",
-                                                       "hydra/launcher=slurm"], return_hydra_config=True)
-    s = cfg.hydra.sweeper
-    assert s._target_ == "hydra_plugins.fpt_plugins.halving_sweeper.HalvingSweeper"
-    assert s.storage == "sqlite:///outputs/multirun/ptv2_halving/rte-roberta-large-deep-none/optuna.db"
-    assert s.sampler == "grid" and s.reduction_factor == 3 and s.params["optim.lr"] == "choice(5e-3, 7e-3, 1e-2)"
-    from hydra_plugins.fpt_plugins.halving_sweeper import rung_steps
-    assert rung_steps(s.min_resource, s.reduction_factor, cfg.trainer.max_steps) == [1000, 3000, 9000]
-    assert cfg.trainer.stop_at_step is None and cfg.hydra.launcher._target_.endswith("SlurmLauncher")
