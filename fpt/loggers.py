@@ -18,7 +18,6 @@ import io
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 from .runs.checkpoint import write_json, write_text
 from .config import flatten

@@ -10,7 +10,7 @@ import pytest
 from helpers import ROOT, compose
 
 import fpt
-from fpt.extras import EXTRAS, MissingExtra, require
+from fpt.extras import EXTRAS, MissingExtra
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
