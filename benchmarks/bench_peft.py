@@ -27,8 +27,10 @@ from transformers import AutoModel, BertForSequenceClassification  # noqa: E402
 
 from fpt.config import compose  # noqa: E402
 from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
+from fpt.task_kinds import get_kind  # noqa: E402
 from fpt.batching import collate  # noqa: E402
-from fpt.tasks import encode, read_rows  # noqa: E402
+from fpt.task_kinds.encode import encode  # noqa: E402
+from fpt.tasks import read_rows  # noqa: E402
 
 SST2 = "${paths.data_root}/GLUE/SST-2"  # under the data root (conf/paths/), if it is there
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
@@ -85,7 +87,7 @@ def main():
     tokenizer = load_tokenizer(cfg.model)
     data = batches(cfg, tokenizer, args.batch_size, args.steps)
 
-    ours = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2).train()
+    ours = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2, kind=get_kind(cfg.task)).train()
     ours_opt = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-2)
 
     def ours_step(batch):

@@ -44,6 +44,7 @@ import torch  # noqa: E402
 
 from fpt.config import compose  # noqa: E402
 from fpt.models import build_model, load_tokenizer  # noqa: E402
+from fpt.task_kinds import get_kind  # noqa: E402
 from fpt.models.checkpointing import checkpointed  # noqa: E402
 from fpt.tasks import read_rows  # noqa: E402
 
@@ -87,7 +88,7 @@ def setup(args, arm: str):
     torch.manual_seed(0)
     cfg = config(args.prompt_length)
     tokenizer = load_tokenizer(cfg.model)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2).train()
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2, kind=get_kind(cfg.task)).train()
     use_arm(model, arm, args.checkpoint_layers)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)

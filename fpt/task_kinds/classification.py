@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..metrics import UNREADABLE
 from ..batching import Features
-from ..tasks import encode_pairs, label_index, text, text_fields
+from ..tasks import label_index, text, text_fields
+from .encode import encode_pairs
 from .base import Kind
 
 

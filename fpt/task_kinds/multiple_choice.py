@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from ..batching import Features
-from ..tasks import TaskDataError, column, encode_pairs, label_index, text, text_fields
+from ..tasks import TaskDataError, column, label_index, text, text_fields
+from .encode import encode_pairs
 from .base import Kind
 from .classification import Classification
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from ..batching import Features
-from ..tasks import TaskDataError, column, encode_pairs, text_fields
+from ..tasks import TaskDataError, column, text_fields
+from .encode import encode_pairs
 from .base import Kind
 
 

@@ -10,6 +10,7 @@ from helpers import TOY_BERT as BERT, compose, read_predictions, toy_settings as
 from fpt.evaluate_run import evaluate_run, load_run
 from fpt.runs.launch import main as run_main
 from fpt.runs.trained import TrainedTensorError, read_trained
+from fpt.task_kinds import get_kind
 
 
 # --------------------------------------------------------------------------- eval.py
@@ -119,7 +120,7 @@ def test_trained_tensor_files_carry_metadata_and_refuse_a_mismatching_model(bert
     from fpt.runs.init_from import apply_init_from
     from fpt.models import build_model, load_tokenizer
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.length=4", f"init_from={t5}")
-    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
     with pytest.raises(TrainedTensorError, match="family: file has 't5', the model has 'bert'"):
         apply_init_from(cfg, model)
 
@@ -209,7 +210,7 @@ def test_peft_export_refuses_what_peft_cannot_represent():
                                   ("tiny-t5", "deep", "decoder's self-attention a prefix only"),
                                   ("tiny-bert", "none", "full fine-tuning")]:
         cfg = compose(f"model={model}", f"prompt={prompt}", "prompt.length=2")
-        built = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+        built = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
         with pytest.raises(NotRepresentable, match=reason):
             peft_adapter(cfg, built, "base")
 
@@ -234,7 +235,7 @@ def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
                       f"task.data_dir={write(tmp_path / task, files)}", *overrides)
         kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
         torch.manual_seed(0)
-        model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task)).eval()
+        model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task), kind=get_kind(cfg.task)).eval()
         loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
         metrics, preds = score(loaded, batch_size=3)
         features = kind.features(cfg.task, read_rows(cfg.task, "eval"), tokenizer, False)
@@ -270,7 +271,7 @@ def test_regression_kind_scores_predicts_and_fills_unlabeled_rows(tmp_path):
     cfg = compose("task=stsb", "model=tiny-bert", "prompt=deep", "prompt.length=2", f"task.data_dir={folder}")
     kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task)).eval()
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task), kind=get_kind(cfg.task)).eval()
     assert isinstance(model.head, RegressionHead)
     loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
     metrics, preds = score(loaded, batch_size=4)  # the same padding as below
