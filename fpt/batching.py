@@ -43,7 +43,7 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     Multiple-choice features hold one token list per choice: they become B*C rows (choices padded with
     dummy rows) and "choice_mask" [B, C] marks the real ones.
     """
-    import torch
+    import torch  # lazy: task kinds import Features from here in the start-up checks, before torch is needed
     out = {}
     for key in batch[0]:
         values = [ex[key] for ex in batch]
@@ -86,7 +86,7 @@ class BatchStream:
 
     def _permutation(self, epoch: int) -> list[int]:
         if epoch != self._epoch:
-            import torch
+            import torch  # lazy, as in collate
             g = torch.Generator().manual_seed(self.seed * 1000003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).tolist()
         return self._perm

@@ -36,7 +36,7 @@ class Classification(Kind):
                              f"per label in task.labels {list(task.labels)}")
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import ClassificationHead
+        from ..models.heads import ClassificationHead  # lazy: transformers (fpt/validate.py loads kinds)
         if not num_labels:
             raise ValueError(f"task {task.name}: task.labels is empty; a {task.type} head needs the list of labels")
         return ClassificationHead(hidden, num_labels, dropout, pooler, pooling)

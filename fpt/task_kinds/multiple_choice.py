@@ -50,7 +50,7 @@ class MultipleChoice(Classification):
         return Features(items, meta=labels)
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import MultipleChoiceHead
+        from ..models.heads import MultipleChoiceHead  # lazy: transformers (fpt/validate.py loads kinds)
         return MultipleChoiceHead(hidden, dropout, pooler, pooling)
 
     def unlabeled_label(self, task):
