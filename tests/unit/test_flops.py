@@ -31,7 +31,8 @@ def _model(name: str, prompt: str, attn: str = "sdpa"):
     cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=4", f"model.attn_implementation={attn}",
                   *SMALL[name])
     torch.manual_seed(0)
-    return build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task)).eval(), cfg
+    return build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                       kind=get_kind(cfg.task)).eval(), cfg
 
 
 def _batch(seq2seq: bool, batch=3, src=12, tgt=5):

@@ -124,7 +124,8 @@ def test_bad_stages_fail_naming_the_key(override, message):
 ])
 def test_bad_growth_settings_fail_naming_the_key(overrides, message):
     cfg = compose("model=tiny-bert", "prompt=deep", *overrides)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                        kind=get_kind(cfg.task))
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
         Growth.from_config(cfg.schedule, model, 100, prompt_type=cfg.prompt.type,
                            prompt_projection=cfg.prompt.projection)

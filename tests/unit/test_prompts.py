@@ -153,7 +153,8 @@ def test_greedy_generation_with_cache_matches_full_recompute(prompt, attn):
 def test_projection_and_prefix_dropout():
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.projection=true", "prompt.projection_hidden=16",
                   "prompt.dropout=0.5", "prompt.length=2")
-    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                        kind=get_kind(cfg.task))
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"deep.embeds", "deep.mlp.0.weight", "deep.outputs.0.weight", "deep.outputs.1.bias",
             "head.classifier.weight"} <= names
