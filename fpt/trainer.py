@@ -1,7 +1,8 @@
-"""One training run: data -> prompted model -> training loop (stages, evaluation, checkpoints) -> results.
+"""One training run's loop: stages, optimizer steps, evaluation, checkpoints -> results.
 
-Read top to bottom: `Trainer.run()` is the whole run. A run is a list of stages (one stage, the full
-model, unless a growth schedule says otherwise); the optimizer and LR schedule span all stages.
+The run's parts (data, prompted model, growth schedule, optimizer, LR schedule, batch stream) come from
+fpt/build.py. Read top to bottom: `Trainer.run()` is the whole run. A run is a list of stages (one stage, the
+full model, unless a growth schedule says otherwise); the optimizer and LR schedule span all stages.
 """
 from __future__ import annotations
 
