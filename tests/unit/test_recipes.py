@@ -12,7 +12,6 @@ from helpers import compose, compose_hydra as hydra_cfg
 from omegaconf import OmegaConf
 
 from fpt import CONF_DIR
-from fpt.config import register_configs
 from fpt.growth import reduces_decoder, resolve_stages
 from fpt.task_kinds import get_kind
 from tools.flops_check import model_dims
