@@ -14,6 +14,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,10 +26,10 @@ import torch  # noqa: E402
 from peft import PrefixTuningConfig, TaskType, get_peft_model  # noqa: E402
 from transformers import AutoModel, BertForSequenceClassification  # noqa: E402
 
-from fpt.config import compose  # noqa: E402
-from fpt.models import build_model, load_tokenizer, resolve_path  # noqa: E402
 from fpt.batching import collate  # noqa: E402
-from fpt.tasks import encode, read_rows  # noqa: E402
+from fpt.config import compose  # noqa: E402
+from fpt.models import resolve_path  # noqa: E402
+from fpt.trainer import Trainer  # noqa: E402
 
 SST2 = "${paths.data_root}/GLUE/SST-2"  # under the data root (conf/paths/), if it is there
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
@@ -50,15 +51,16 @@ def has_sst2() -> bool:
     return Path(compose(f"task.data_dir={SST2}").task.data_dir).is_dir()
 
 
-def config(prompt_length: int):
+def config(prompt_length: int, threads: int):
+    """Our arm's run: AdamW at 1e-2 (PEFT's arm too), its LR schedule and clipping as configured, one thread."""
     data = [f"task.data_dir={SST2}", "task=sst2"] if has_sst2() else []
     return compose("prompt=deep", f"prompt.length={prompt_length}", "task.max_length=64",
-                   "task.max_train_samples=2000", *data)
+                   "task.max_train_samples=2000", "optim.name=adamw", "optim.lr=1e-2", f"trainer.threads={threads}",
+                   "trainer.grad_accum=1", "trainer.max_steps=1000", *data)
 
 
-def batches(cfg, tokenizer, batch_size: int, count: int):
-    feats = encode(cfg.task, read_rows(cfg.task, "train"), tokenizer, seq2seq=False)
-    return [collate([feats[(i * batch_size + j) % len(feats)] for j in range(batch_size)], tokenizer.pad_token_id)
+def batches(feats, pad_id: int, batch_size: int, count: int):
+    return [collate([feats[(i * batch_size + j) % len(feats)] for j in range(batch_size)], pad_id)
             for i in range(count)]
 
 
@@ -79,19 +81,13 @@ def main():
     args = ap.parse_args()
     used, differ = versions()
     print(f"versions: {used}" + (f"; NOT the tested ones: {', '.join(differ)}" if differ else " (as constraints.txt)"))
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    cfg = config(args.prompt_length)
-    tokenizer = load_tokenizer(cfg.model)
-    data = batches(cfg, tokenizer, args.batch_size, args.steps)
+    cfg = config(args.prompt_length, args.threads)
+    trainer = Trainer(cfg, Path(tempfile.gettempdir()) / "fpt-bench-peft")  # fpt.build.build; writes only in run()
+    trainer.model.train()
+    data = batches(trainer.train_set, trainer.pad_id, args.batch_size, args.steps)
 
-    ours = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2).train()
-    ours_opt = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-2)
-
-    def ours_step(batch):
-        ours(batch)["loss"].backward()
-        ours_opt.step()
-        ours_opt.zero_grad(set_to_none=True)
+    def ours_step(batch):  # the trainer's own step: forward, backward, clipping, optimizer and LR step
+        trainer.optimizer_step([batch])
 
     path = resolve_path(cfg.model.name_or_path)
     base = BertForSequenceClassification.from_pretrained(path, num_labels=2, attn_implementation="sdpa")

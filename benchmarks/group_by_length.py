@@ -5,7 +5,7 @@ MiniLM, SST-2 (the first 8,000 shuffled training rows, max_length 64, the whole 
 1e-2 with linear decay, backbone dropout 0, batch 32, 750 steps, evaluation every 125 steps. Two arms:
 
 - `before`: `trainer.group_by_length=false` and evaluation batches in file order, i.e. fpt before length
-  grouping (this script swaps file order back in for the evaluation's length sort, in that arm's process only);
+  grouping (FPT_EVAL_ORDER=file, fpt/batching.py, in that arm's process only);
 - `grouped`: the defaults, training batches grouped by length (trainer.group_by_length=true) and length-sorted
   evaluation batches.
 
@@ -54,12 +54,13 @@ def base(rows: int, steps: int, eval_every: int, dev_rows: int | None) -> list[s
 # --------------------------------------------------------------------------- one arm, in its own process
 def worker(arm: str, overrides: list[str], timing: Path) -> None:
     """train.py with `overrides`, timing the evaluations; arm `before` evaluates in file order."""
-    import fpt.batching
     import fpt.trainer
+    from fpt.batching import EVAL_ORDER_ENV
     from fpt.cli import train
 
     if arm == "before":  # the evaluation batches of fpt before length sorting: the features in file order
-        fpt.batching.length_order = lambda features, indices: list(range(len(indices)))
+        os.environ[EVAL_ORDER_ENV] = "file"
+    # the seconds spent evaluating: the trainer records no such number, so its evaluate_splits is wrapped here
     spent = {"eval_seconds": 0.0, "evaluations": 0}
     evaluate_splits = fpt.trainer.evaluate_splits
 
@@ -85,8 +86,8 @@ def eval_only(rounds: int, overrides: list[str]) -> None:
 
     from hydra import compose, initialize_config_dir
 
-    import fpt.batching
     from fpt import CONF_DIR
+    from fpt.batching import EVAL_ORDER_ENV
     from fpt.config import register_configs
     from fpt.trainer import Trainer
 
@@ -94,16 +95,15 @@ def eval_only(rounds: int, overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     trainer = Trainer(cfg, OUT / "eval-only")
-    sort = fpt.batching.length_order
-    modes = {"file order": lambda features, indices: list(range(len(indices))), "sorted": sort}
+    modes = {"file order": "file", "sorted": "sorted"}  # FPT_EVAL_ORDER (fpt/batching.py), read at every batching
     seconds, metrics = {m: [] for m in modes}, {}
     for _ in range(rounds):
         for mode, order in modes.items():
-            fpt.batching.length_order = order
+            os.environ[EVAL_ORDER_ENV] = order
             started = time.perf_counter()
             metrics[mode] = trainer.evaluate()
             seconds[mode].append(time.perf_counter() - started)
-    fpt.batching.length_order = sort
+    os.environ.pop(EVAL_ORDER_ENV)
     if metrics["sorted"] != metrics["file order"]:
         sys.exit(f"metrics differ: sorted {metrics['sorted']} vs file order {metrics['file order']}")
     for mode in modes:

@@ -7,7 +7,8 @@ Three arms: plain, full (every layer checkpointed) and partial (trainer.checkpoi
 the bottom share of the layers checkpointed, the top ones plain).
 
 MiniLM (all-MiniLM-L6-v2, model=minilm) with a deep prompt (P=20, the ptv2_deep recipe: dropout 0.1), a
-classification head, AdamW; batches of SST-2 training sentences (under the data root, paths.data_root /
+classification head, the optimizer, LR schedule and clipping of its config, trained by the Trainer's own step
+(fpt.trainer.Trainer.optimizer_step); batches of SST-2 training sentences (under the data root, paths.data_root /
 $FPT_DATA_ROOT, or the bundled sample) joined and cut to exactly --length tokens, so every position is a
 real token. CPU, fp32.
 
@@ -33,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,9 +45,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from fpt.config import compose  # noqa: E402
-from fpt.models import build_model, load_tokenizer  # noqa: E402
 from fpt.models.checkpointing import checkpointed  # noqa: E402
 from fpt.tasks import read_rows  # noqa: E402
+from fpt.trainer import Trainer  # noqa: E402
 
 SST2 = "${paths.data_root}/GLUE/SST-2"  # under the data root (conf/paths/), if it is there
 ARMS = ("plain", "full", "partial")
@@ -55,9 +57,10 @@ def has_sst2() -> bool:
     return Path(compose(f"task.data_dir={SST2}").task.data_dir).is_dir()
 
 
-def config(prompt_length: int):
+def config(prompt_length: int, threads: int):
     data = [f"task.data_dir={SST2}", "task=sst2"] if has_sst2() else []
-    return compose("model=minilm", "prompt=deep", f"prompt.length={prompt_length}", *data)
+    return compose("model=minilm", "prompt=deep", f"prompt.length={prompt_length}", f"trainer.threads={threads}",
+                   "trainer.grad_accum=1", "trainer.max_steps=1000", *data)
 
 
 def batches(cfg, tokenizer, batch_size: int, length: int, count: int) -> list[dict]:
@@ -83,20 +86,19 @@ def use_arm(model, arm: str, fraction: float) -> None:
 
 
 def setup(args, arm: str):
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    cfg = config(args.prompt_length)
-    tokenizer = load_tokenizer(cfg.model)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, num_labels=2).train()
-    use_arm(model, arm, args.checkpoint_layers)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr)
-    return cfg, tokenizer, model, params, optimizer
+    """A run's trainer (fpt.build.build: model, optimizer, LR schedule as configured), its model in training mode."""
+    cfg = config(args.prompt_length, args.threads)
+    trainer = Trainer(cfg, Path(tempfile.gettempdir()) / "fpt-memory")  # a folder it writes only in run()
+    trainer.model.train()
+    use_arm(trainer.model, arm, args.checkpoint_layers)
+    return cfg, trainer
 
 
-def train_step(model, params, optimizer, batch, saved: dict | None = None) -> None:
-    """As fpt/trainer.py's step: forward, backward, clip, AdamW step. `saved`: storage -> bytes the forward keeps
-    for the backward, less the model's own tensors (a frozen Linear keeps its weight, which is resident anyway)."""
+def train_step(trainer, batch, saved: dict | None = None) -> None:
+    """The trainer's own step (Trainer.optimizer_step: forward, backward, clipping, optimizer and LR step).
+    `saved`: storage -> bytes the forward keeps for the backward, less the model's own tensors (a frozen Linear
+    keeps its weight, which is resident anyway)."""
+    model = trainer.model
     own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
 
     def pack(t):
@@ -105,12 +107,8 @@ def train_step(model, params, optimizer, batch, saved: dict | None = None) -> No
             saved[ptr] = t.untyped_storage().nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(batch)["loss"]
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):  # (the backward packs nothing)
+        trainer.optimizer_step([batch])
 
 
 def _status_kib(key: str) -> int:
@@ -122,13 +120,14 @@ def _status_kib(key: str) -> int:
 
 def measure_memory(args, arm: str) -> dict:
     """In a fresh process: peak RSS growth over one training step, and the bytes the forward keeps for backward."""
-    cfg, tokenizer, model, params, optimizer = setup(args, arm)
-    batch = batches(cfg, tokenizer, args.batch_size, args.length, 1)[0]
+    cfg, trainer = setup(args, arm)
+    model = trainer.model
+    batch = batches(cfg, trainer.tokenizer, args.batch_size, args.length, 1)[0]
     gc.collect()
     before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     saved = {}
-    train_step(model, params, optimizer, batch, saved)
+    train_step(trainer, batch, saved)
     peak = _status_kib("VmHWM")
     return {"arm": arm, "peak_step_mib": (peak - before) / 1024, "rss_before_mib": before / 1024,
             "saved_for_backward_mib": sum(saved.values()) / 2**20,
@@ -148,18 +147,18 @@ def memory_in_subprocess(args, arm: str) -> dict:
 
 
 def step_times(args) -> dict[str, list[float]]:
-    cfg, tokenizer, model, params, optimizer = setup(args, "plain")
-    data = batches(cfg, tokenizer, args.batch_size, args.length, args.steps)
+    cfg, trainer = setup(args, "plain")
+    data = batches(cfg, trainer.tokenizer, args.batch_size, args.length, args.steps)
     times = {arm: [] for arm in ARMS}
     for arm in ARMS:  # warm-up, one step each
-        use_arm(model, arm, args.checkpoint_layers)
-        train_step(model, params, optimizer, data[0])
+        use_arm(trainer.model, arm, args.checkpoint_layers)
+        train_step(trainer, data[0])
     for i, batch in enumerate(data):
         order = ARMS[i % len(ARMS):] + ARMS[:i % len(ARMS)]
         for arm in order:
-            use_arm(model, arm, args.checkpoint_layers)
+            use_arm(trainer.model, arm, args.checkpoint_layers)
             start = time.perf_counter()
-            train_step(model, params, optimizer, batch)
+            train_step(trainer, batch)
             times[arm].append(time.perf_counter() - start)
     return times
 

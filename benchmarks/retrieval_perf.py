@@ -38,7 +38,7 @@ def encode_speed(folder: str, threads: int, limit: int) -> dict:
     torch.set_num_threads(threads)
     cfg = compose("model=minilm", "task=beir", f"task.data_dir={folder}", "prompt=none")
     tok, kind = load_tokenizer(cfg.model), get_kind(cfg.task)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tok).eval()
+    model = build_model(cfg.model, cfg.prompt, cfg.task, tok, kind=get_kind(cfg.task)).eval()
     rows = read_rows(cfg.task, "test")[:limit]
     feats = kind.features(cfg.task, rows, tok, False)
     out = {}

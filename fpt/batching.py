@@ -10,10 +10,14 @@ torch is imported where used: task kinds import `Features` from here before any 
 """
 from __future__ import annotations
 
+import os
 import random
 from typing import Callable, Sequence
 
 PAD_MINUS_100 = ("labels", "tag_ids")  # targets the loss ignores at padding
+# FPT_EVAL_ORDER=file: evaluation batches in input order instead of length-sorted (benchmarks/group_by_length.py
+# times fpt before length-sorted evaluation with it); only the padding of the batches differs
+EVAL_ORDER_ENV = "FPT_EVAL_ORDER"
 GROUP_CHUNK_STEPS = 50  # GroupedBatchStream: consecutive steps whose examples are sorted by length together
 
 
@@ -43,7 +47,7 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     Multiple-choice features hold one token list per choice: they become B*C rows (choices padded with
     dummy rows) and "choice_mask" [B, C] marks the real ones.
     """
-    import torch
+    import torch  # lazy: task kinds import Features from here in the start-up checks, before torch is needed
     out = {}
     for key in batch[0]:
         values = [ex[key] for ex in batch]
@@ -86,7 +90,7 @@ class BatchStream:
 
     def _permutation(self, epoch: int) -> list[int]:
         if epoch != self._epoch:
-            import torch
+            import torch  # lazy, as in collate
             g = torch.Generator().manual_seed(self.seed * 1000003 + epoch)
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).tolist()
         return self._perm
@@ -170,7 +174,8 @@ def map_sorted(fn: Callable[[dict], list], features, indices: Sequence[int], bat
     """`fn(batch)` (one output per row) over length-sorted batches of the features at `indices`; the outputs
     come back in the order of `indices`. A batch's rows are padded to its longest row only."""
     indices = list(indices)
-    order = length_order(features, indices)
+    in_file_order = os.environ.get(EVAL_ORDER_ENV) == "file"
+    order = list(range(len(indices))) if in_file_order else length_order(features, indices)
     out: list = [None] * len(indices)
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]

@@ -17,8 +17,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf, open_dict
 
+from .build import build
+from .predict import predict, records
+from .runs.checkpoint import write_json, write_text
 from .runs.folder import resolve_run_dir, run_config
-from .runs.trained import tensor_file
+from .runs.trained import load_trained, tensor_file
 from .tasks import TaskDataError, read_rows
 
 log = logging.getLogger("fpt")
@@ -52,11 +55,6 @@ def _total_steps(cfg, run_dir: Path) -> int:
 
 def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides: dict | None = None) -> LoadedRun:
     """The run's model with its trained tensors, in eval mode on `device`."""
-    from .models import build_model, get_family, load_tokenizer
-    from .task_kinds import get_kind
-    from .runs.trained import load_trained
-    from .trainer import pick_device, place_model
-
     run_dir = resolve_run_dir(run_dir)
     cfg = run_config(run_dir)
     with open_dict(cfg):
@@ -64,30 +62,17 @@ def load_run(run_dir, checkpoint: str = "best", device: str = "auto", overrides:
         for key, value in (overrides or {}).items():
             OmegaConf.update(cfg, key, value, merge=False)
     path = tensor_file(run_dir, checkpoint)
-    tokenizer = load_tokenizer(cfg.model)
-    family, kind = get_family(cfg.model), get_kind(cfg.task)
-    kind.check_config(cfg.task, family.seq2seq)
-    torch.manual_seed(cfg.seed)  # as Trainer: the seed right before the model is built
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task))
-    partial = False
-    if cfg.schedule.stages:  # the prompt was selected on the schedule's final stage: shape the model as that
-        from .growth import Growth
-        from .scores import load_or_compute
-        eval_rows = read_rows(cfg.task, "eval")
-        eval_set = kind.features(cfg.task, eval_rows, tokenizer, family.seq2seq, cfg.model.target_prefix)
-        total = _total_steps(cfg, run_dir)
-        growth = Growth.from_config(cfg.schedule, model, total, prompt_type=cfg.prompt.type,
-                                    prompt_projection=bool(cfg.prompt.projection), generates_text=kind.generates_text,
-                                    scores=lambda: load_or_compute(cfg, model, eval_set))
-        growth.enter(total)
-        dims, last = family.dims(model.backbone.config), growth.stages[-1]
+    steps = _total_steps(cfg, run_dir) if cfg.schedule.stages else None
+    parts = build(cfg, device, training=False, steps=steps)  # fpt/build.py: seeded and shaped as the Trainer's
+    model, partial = parts.model, False
+    if cfg.schedule.stages:  # shaped as the schedule's final stage: is that the full model?
+        dims, last = parts.family.dims(model.backbone.config), parts.growth.stages[-1]
         partial = any(len(last.layers[s]) < n or last.ffn[s] < dims["ffn"] for s, n in dims["layers"].items())
-    dev = place_model(model, pick_device(device), sharded=bool(cfg.model.device_map))
     header = load_trained(path, cfg, model, same_task=True)
     if hasattr(model, "attach_cache"):  # a retriever: passage embeddings cached in the run folder, per checkpoint
         model.attach_cache(run_dir / "embedding_cache", path)
     model.eval()
-    return LoadedRun(cfg, model, tokenizer, kind, family.seq2seq, dev, header, path, partial)
+    return LoadedRun(cfg, model, parts.tokenizer, parts.kind, parts.seq2seq, parts.device, header, path, partial)
 
 
 # --------------------------------------------------------------------------- which rows
@@ -125,8 +110,6 @@ def fill_missing_labels(kind, task, rows: list[dict]) -> bool:
 def score(loaded: LoadedRun, split: str = "eval", data: str | None = None, data_format: str | None = None,
           batch_size: int | None = None, bf16: bool | None = None) -> tuple[dict, list[dict]]:
     """(metrics, prediction records) of the split, or of the file `data` in the task's format."""
-    from .predict import predict, records
-
     cfg = loaded.cfg
     task = file_task(cfg.task, data, data_format) if data else cfg.task
     rows = read_rows(task, "file" if data else split)
@@ -168,7 +151,6 @@ def evaluate_run(run_dir, out_dir, *, split: str = "eval", data: str | None = No
 def write_outputs(loaded: LoadedRun, summary: dict, preds: list[dict], out_dir) -> dict:
     """metrics.json (the summary), predictions.jsonl and, for a kind that has one, its run file (retrieval:
     run.trec, TREC run format)."""
-    from .runs.checkpoint import write_json, write_text
     out_dir = Path(out_dir)
     write_text(out_dir / "predictions.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in preds))
     if hasattr(loaded.kind, "trec_run"):

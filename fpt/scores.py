@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed as dist
 from .runs.checkpoint import CheckpointError, read_tensors, save_tensors
 from .prompts import ShallowPrompt
 from .batching import map_sorted
@@ -195,7 +196,6 @@ def load_or_compute(cfg, model, eval_set) -> tuple[dict, dict]:
     started = time.perf_counter()
     scores = activation_scores(model, eval_set, n, cfg.schedule.score_seed, cfg.trainer.eval_batch_size)
     seconds = time.perf_counter() - started
-    from . import distributed as dist
     if dist.rank() == 0:
         save_scores(path, scores, settings)
     log.info("activation scores of %d examples in %.1fs -> %s", n, seconds, path)

@@ -1,4 +1,5 @@
-"""Tasks: a task's rows (local files through fpt/readers/, or the hub), checked, turned into features.
+"""Tasks: a task's rows (local files through fpt/readers/, or the hub), checked; fpt/task_kinds/ turns them into
+features (`fpt.task_kinds.encode`).
 
 Local files are read by the reader of task.format (fpt/readers/); `datasets` (hub) is imported where used.
 Features and their padding (`Features`, `collate`) live in fpt/batching.py.
@@ -12,12 +13,8 @@ import logging
 import os
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .readers import OFFICIAL, READERS, FormatError, derive, not_utf8
-
-if TYPE_CHECKING:
-    from .batching import Features
 
 BUNDLED_DATA = Path(__file__).parent / "data"
 log = logging.getLogger("fpt")
@@ -75,7 +72,7 @@ def _read_hub(task, split: str) -> list[dict]:
     if not task.hub:
         raise TaskDataError(f"task {task.name}: no Hugging Face hub copy (task.hub) for this task: give local files "
                             f"with task.data_dir=<folder holding {dict(task.files)}> (format {task.format})")
-    import datasets
+    import datasets  # lazy: a heavy import, needed only for a task read from the hub (task.hub)
     hub_split = task.hub_splits.get(split, split)
     try:
         ds = datasets.load_dataset(*task.hub, split=hub_split)
@@ -206,22 +203,3 @@ def label_index(task, row: dict) -> int:
         return raw  # hub datasets store the class index
     raise TaskDataError(f"task {task.name}: {row['_source']}: label {raw!r} (column {task.label_field!r}) is not "
                         f"one of task.labels {list(task.labels)}")
-
-
-# --------------------------------------------------------------------------- features
-
-
-def encode_pairs(task, rows: list[dict], tokenizer, fields: list[str], truncation=True) -> list[dict]:
-    """Tokenize one or two rendered text fields per row (BERT inputs)."""
-    if not 1 <= len(fields) <= 2:
-        raise TaskDataError(f"task {task.name}: task.text_fields must name one or two fields, got {fields}")
-    texts = [[text(task, r, f) for r in rows] for f in fields]
-    enc = tokenizer(*texts, truncation=truncation, max_length=task.max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    return [{k: enc[k][i] for k in keys} for i in range(len(rows))]
-
-
-def encode(task, rows: list[dict], tokenizer, seq2seq: bool, target_prefix: str = "", train: bool = False) -> Features:
-    """Features of a task of any kind (fpt/task_kinds/); `train` makes training features (e.g. one per answer)."""
-    from .task_kinds import get_kind
-    return get_kind(task).encode(task, rows, tokenizer, seq2seq, target_prefix, train)

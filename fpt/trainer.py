@@ -1,41 +1,38 @@
-"""One training run: data -> prompted model -> training loop (stages, evaluation, checkpoints) -> results.
+"""One training run's loop: stages, optimizer steps, evaluation, checkpoints -> results.
 
-Read top to bottom: `Trainer.run()` is the whole run. A run is a list of stages (one stage, the full
-model, unless a growth schedule says otherwise); the optimizer and LR schedule span all stages.
+The run's parts (data, prompted model, growth schedule, optimizer, LR schedule, batch stream) come from
+fpt/build.py. Read top to bottom: `Trainer.run()` is the whole run. A run is a list of stages (one stage, the
+full model, unless a growth schedule says otherwise); the optimizer and LR schedule span all stages.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import random
 import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
-from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
-from transformers.optimization import Adafactor
 
 from . import distributed as dist
+from .batching import collate
+from .build import build
 from .config import EVAL_STRATEGIES
-from .runs.checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state,
-                         write_json, write_text)
+from .device import pick_device, rank_seed, seed_everything
+from .evaluation import evaluate_splits
 from .flops import step_flops
-from .runs.results import improves
 from .loggers import build_loggers, check_loggers, scalars_of
-from .models import build_model, load_tokenizer
-from .evaluation import check_metric, evaluate_splits
-from .batching import collate, train_stream
-from .tasks import read_rows, training_set_warnings
-from .task_kinds import get_kind
+from .runs.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_tensors, set_rng_state, write_text
+from .runs.identity import fingerprint
+from .runs.results import improves, run_results
+from .runs.trained import tensor_metadata
 
 
 log = logging.getLogger("fpt")
@@ -57,93 +54,6 @@ class Interrupted(Exception):
 
 
 # --------------------------------------------------------------------------- pieces
-def pick_device(name: str) -> torch.device:
-    """trainer.device as a torch device; a device this machine does not have is a ConfigError naming it."""
-    from .validate import check_device
-    check_device(name)
-    if name == "auto":
-        if dist.is_distributed() and torch.cuda.is_available():
-            return torch.device("cuda", dist.local_rank())
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def place_model(model, device: torch.device, sharded: bool) -> torch.device:
-    """Move the model to `device`; return the device batches go to.
-
-    A model loaded with `model.device_map` (sharded over GPUs by Hugging Face) stays where it was put:
-    only the prompt and head move, to the device of the input embeddings, where batches go too.
-    """
-    if not sharded:
-        model.to(device)
-        return device
-    if dist.world_size() > 1:
-        raise ValueError("model.device_map shards one model over this process's GPUs; it cannot be combined with "
-                         "DDP (torchrun with more than one process). Use one or the other.")
-    first = model.backbone.get_input_embeddings().weight.device
-    for name, child in model.named_children():
-        if name != "backbone":
-            child.to(first)
-    return first
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rank_seed(seed: int, rank: int) -> int:
-    """A seed of its own for each DDP rank (its dropout masks), the run's seed on rank 0."""
-    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
-
-
-def build_optimizer(params, cfg):
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas),
-                                 eps=cfg.eps)
-    if cfg.name == "adafactor":
-        return Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay, scale_parameter=cfg.scale_parameter,
-                         relative_step=cfg.relative_step, warmup_init=cfg.warmup_init)
-    raise ValueError(f"optim.name={cfg.name!r}: expected adamw or adafactor")
-
-
-class EpochDecay:
-    """LR factor of step k (0-based): linear warm-up, then x gamma once per finished epoch.
-
-    Step k belongs to the epoch of its first example, k * batch_size // num_examples (the batch stream is
-    endless, see fpt.batching.BatchStream), so the whole of epoch e trains at lr * gamma**e, as P-tuning v2's
-    ExponentialTrainer (ExponentialLR(0.95) stepped at the end of every epoch).
-    """
-
-    def __init__(self, gamma: float, batch_size: int, num_examples: int, warmup: int = 0):
-        if not 0 < gamma <= 1:
-            raise ValueError(f"optim.decay_per_epoch={gamma}: expected a factor in (0, 1]")
-        self.gamma, self.batch_size, self.num_examples, self.warmup = gamma, batch_size, num_examples, warmup
-
-    def __call__(self, step: int) -> float:
-        warm = step / self.warmup if step < self.warmup else 1.0  # as transformers' linear warm-up
-        return warm * self.gamma ** (step * self.batch_size // self.num_examples)
-
-
-def build_lr_schedule(optimizer, cfg, total_steps: int, batch_size: int | None = None,
-                      num_examples: int | None = None):
-    """The LR schedule of optim.schedule; `exponential` needs the epoch (batch_size, num_examples)."""
-    warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total_steps)
-    if cfg.schedule == "linear":
-        return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-    if cfg.schedule == "constant":
-        return get_constant_schedule_with_warmup(optimizer, warmup)
-    if cfg.schedule == "exponential":
-        if not (batch_size and num_examples):
-            raise ValueError("optim.schedule=exponential decays once per epoch: give batch_size and num_examples")
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(cfg.decay_per_epoch, batch_size,
-                                                                       num_examples, warmup))
-    raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear, constant or exponential")
-
-
-
-
 def progress_interval(stream) -> float:
     """Seconds between progress-bar redraws: live on a terminal, every 30 s in a log file (Slurm, nohup)."""
     isatty = getattr(stream, "isatty", None)
@@ -163,67 +73,27 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.identity = identity  # what the run is (fpt/runs/identity.py): every checkpoint carries it
         self.task, self.tcfg = cfg.task, cfg.trainer
-        self.device = pick_device(self.tcfg.device)
+        device = pick_device(self.tcfg.device)
         self.is_main = dist.rank() == 0
         if self.is_main:
             check_loggers(cfg.get("logger"))  # a missing wandb/mlflow fails now, not after loading data and model
-        if self.tcfg.threads:
-            torch.set_num_threads(self.tcfg.threads)
-        seed_everything(cfg.seed)
-
-        # data
-        self.tokenizer = load_tokenizer(cfg.model)
-        from .models import get_family
-        self.family = get_family(cfg.model)
-        self.seq2seq = self.family.seq2seq
-        self.kind = get_kind(self.task)
-        self.kind.check_config(self.task, self.seq2seq)
-        check_metric(self.task)
-        self.train_set = self._features("train")
-        self.eval_set = self._features("eval")
-        self.test_sets = {split: self._features(split) for split in self.task.test_splits}
-        self.pad_id = self.tokenizer.pad_token_id or 0
-
-        # model (the same init on every rank: seeded just before)
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, cfg.prompt, self.task, self.tokenizer, self.kind.num_labels(self.task),
-                                 gradient_checkpointing=self.tcfg.gradient_checkpointing,
-                                 checkpoint_layers=self.tcfg.checkpoint_layers)
-        from .runs.init_from import apply_init_from
-        self.init_from = apply_init_from(cfg, self.model)  # a trained prompt to start from (fpt/runs/init_from.py)
-        self.step_offset = self.init_from["start_step"] if self.init_from else 0  # a continuation's step count
-        self.device = place_model(self.model, self.device, sharded=bool(cfg.model.device_map))
-        self.backbone_trains = cfg.prompt.type == "none"
-        self.ddp_model = self.model  # DDP-wrapped in run(), once the stage's model is built
-
-        # steps, optimizer, schedule
-        world, accum = dist.world_size(), self.tcfg.grad_accum
-        if self.tcfg.batch_size % (world * accum):
-            raise ValueError(f"trainer.batch_size={self.tcfg.batch_size} must be divisible by world size {world} "
-                             f"x trainer.grad_accum {accum}")
-        self.micro_batch = self.tcfg.batch_size // (world * accum)
         if self.tcfg.eval_strategy not in EVAL_STRATEGIES:
             raise ValueError(f"trainer.eval_strategy={self.tcfg.eval_strategy!r}: expected one of {EVAL_STRATEGIES}")
-        self.total_steps = self._total_steps()
+
+        # data, model, growth, optimizer, LR schedule, batch stream (fpt/build.py: the order of every random draw)
+        parts = build(cfg, device, is_main=self.is_main)
+        self.device, self.tokenizer, self.family, self.kind = parts.device, parts.tokenizer, parts.family, parts.kind
+        self.seq2seq = parts.seq2seq
+        self.train_set, self.eval_set, self.test_sets = parts.train_set, parts.eval_set, parts.test_sets
+        self.pad_id = self.tokenizer.pad_token_id or 0
+        self.model, self.growth = parts.model, parts.growth
+        self.init_from, self.step_offset = parts.init_from, parts.step_offset
+        self.backbone_trains = cfg.prompt.type == "none"
+        self.ddp_model = self.model  # DDP-wrapped in run(), once the stage's model is built
+        self.micro_batch, self.total_steps = parts.micro_batch, parts.total_steps
         self.stop_step = self._stop_step()
-        from .growth import Growth  # before the optimizer: a schedule may add prompt tensors (gates)
-        from .scores import load_or_compute
-        self.growth = Growth.from_config(
-            cfg.schedule, self.model, self.total_steps, prompt_type=cfg.prompt.type,
-            prompt_projection=bool(cfg.prompt.projection), generates_text=self.kind.generates_text,
-            scores=lambda: load_or_compute(cfg, self.model, self.eval_set))
-        # every prompt tensor from the start, also those a growth stage leaves out (grad None: no optimizer
-        # state until they join, so a site joining for the first time starts fresh)
-        self.trainable = [p for _, p in self.model.trainable_parameters()]
-        self.optimizer = build_optimizer(self.trainable, cfg.optim)
-        self.lr_schedule = build_lr_schedule(self.optimizer, cfg.optim, self.total_steps, self.tcfg.batch_size,
-                                             len(self.train_set))
-        if self.growth.stage_warmup_steps:  # schedule.stage_warmup_steps: an LR factor after each stage change
-            self.lr_schedule.lr_lambdas = [lambda s, f=f: f(s) * self.growth.lr_factor(s)
-                                           for f in self.lr_schedule.lr_lambdas]
-        # step s's examples, a pure function of (seed, s): grouped by length over this run's steps, or not
-        self.stream = train_stream(self.train_set, self.tcfg.batch_size, cfg.seed, self.tcfg.group_by_length,
-                                   start=self.step_offset, end=self.step_offset + self.total_steps)
+        self.trainable, self.optimizer, self.lr_schedule = parts.trainable, parts.optimizer, parts.lr_schedule
+        self.stream = parts.stream
 
         # state that a checkpoint carries
         self.step = 0
@@ -235,24 +105,6 @@ class Trainer:
         self.loggers = None  # fpt/loggers.py, opened in run() on the main rank
         self._saved_step = None
         self._signal = None  # SIGINT/SIGTERM received: stop at the next step boundary
-        if dist.rank() > 0:  # same init on every rank above; from here on each rank draws its own dropout masks
-            seed_everything(rank_seed(cfg.seed, dist.rank()))
-
-    def _features(self, split):
-        rows = read_rows(self.task, split)
-        if not rows:
-            raise ValueError(f"task {self.task.name}: split {split!r} has no rows")
-        if split == "train" and self.is_main:
-            training_set_warnings(self.task, rows, self.tcfg.batch_size)
-        return self.kind.features(self.task, rows, self.tokenizer, self.seq2seq, self.cfg.model.target_prefix,
-                                  train=split == "train")
-
-    def _total_steps(self) -> int:
-        if self.tcfg.max_steps:
-            return int(self.tcfg.max_steps)
-        if self.tcfg.epochs:
-            return math.ceil(self.tcfg.epochs * len(self.train_set) / self.tcfg.batch_size)
-        raise ValueError("set trainer.max_steps or trainer.epochs")
 
     def _stop_step(self) -> int:
         """trainer.stop_at_step (a search's rung: evaluate, checkpoint, return "stopped"), else the last step."""
@@ -293,7 +145,6 @@ class Trainer:
         self._saved_step = self.step
         if not self.is_main:
             return
-        from .runs.identity import fingerprint
         identity = ({"fingerprint": fingerprint(self.identity, resume=True), "keys": self.identity}
                     if self.identity is not None else None)
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "trainable": self.model.trainable_state_dict(),
@@ -382,7 +233,6 @@ class Trainer:
                   f"(again to stop at once)", flush=True)
 
     def _install_signal_handlers(self) -> dict:
-        import threading
         if threading.current_thread() is not threading.main_thread():
             return {}
         return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -409,12 +259,22 @@ class Trainer:
 
     # ---------------------------------------------------------------- one optimizer step
     def train_step(self, step: int) -> float:
-        indices = self.stream.indices(step + self.step_offset)
-        mine = dist.shard(indices)
+        """Optimizer step `step` of the run on its examples (the batch stream's, this rank's shard)."""
+        mine = dist.shard(self.stream.indices(step + self.step_offset))
+        micro = (mine[k * self.micro_batch:(k + 1) * self.micro_batch] for k in range(self.tcfg.grad_accum))
+        batches = ({key: v.to(self.device) for key, v in collate([self.train_set[i] for i in part],
+                                                                  self.pad_id).items()}
+                   for part in micro)  # collated one at a time, as the forwards need them
+        return self.optimizer_step(batches, step)
+
+    def optimizer_step(self, batches, step: int | None = None) -> float:
+        """One optimizer step over trainer.grad_accum micro-batches (on the device): forward under autocast
+        (trainer.bf16 on CUDA), backward of loss / grad_accum (DDP syncs gradients at the last), clipping at
+        optim.max_grad_norm, optimizer and LR schedule steps. Returns the step's loss, averaged over DDP ranks.
+        Benchmarks call it with batches of their own (benchmarks/memory.py, bench_peft.py)."""
+        step = self.step if step is None else step
         total_loss = 0.0
-        for k in range(self.tcfg.grad_accum):
-            micro = [self.train_set[i] for i in mine[k * self.micro_batch:(k + 1) * self.micro_batch]]
-            batch = {key: v.to(self.device) for key, v in collate(micro, self.pad_id).items()}
+        for k, batch in enumerate(batches):
             sync = k == self.tcfg.grad_accum - 1
             with (nullcontext() if sync else dist.no_sync(self.ddp_model)), self.autocast:
                 loss = self.ddp_model(batch)["loss"]
@@ -567,12 +427,10 @@ class Trainer:
                 + (f", resuming at step {self.step}" if self.step else "")]
 
     def _tensor_metadata(self, checkpoint: str) -> dict:
-        from .runs.trained import tensor_metadata
         return tensor_metadata(self.cfg, self.model, step=self.step + self.step_offset, checkpoint=checkpoint)
 
     def results(self, final: dict | None, status: str, error: str | None = None) -> dict:
         """results.json (fpt/runs/results.py) with what this run measured so far."""
-        from .runs.results import run_results
         best_step = self.best["step"]
         return run_results(self.cfg, status, error=error, steps=self.step + self.step_offset,
                            best=self.best["metrics"], final=final, total_steps=self.total_steps + self.step_offset,

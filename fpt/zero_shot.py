@@ -6,9 +6,9 @@ scores it with the same code as a trained run (fpt/evaluate_run.py's `score`, `w
 """
 from __future__ import annotations
 
-import torch
-
+from .build import build
 from .evaluate_run import LoadedRun, score, write_outputs
+from .validate import check_config
 
 TRAIN_KEYS = ("model", "task", "prompt", "seed")  # what eval.py's overrides may say about the model
 
@@ -24,19 +24,10 @@ def train_overrides(eval_overrides: list[str]) -> list[str]:
 
 def load_untrained(cfg, device: str = "auto") -> LoadedRun:
     """The model of a training config before any training step (no tensors loaded), in eval mode."""
-    from .models import build_model, get_family, load_tokenizer
-    from .task_kinds import get_kind
-    from .trainer import pick_device, place_model
-    from .validate import check_config
     check_config(cfg)
-    tokenizer = load_tokenizer(cfg.model)
-    family, kind = get_family(cfg.model), get_kind(cfg.task)
-    kind.check_config(cfg.task, family.seq2seq)
-    torch.manual_seed(cfg.seed)  # as Trainer: the seed right before the model is built
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task))
-    dev = place_model(model, pick_device(device), sharded=bool(cfg.model.device_map))
-    model.eval()
-    return LoadedRun(cfg, model, tokenizer, kind, family.seq2seq, dev, {}, None)
+    parts = build(cfg, device, training=False)  # fpt/build.py: seeded as a Trainer's
+    parts.model.eval()
+    return LoadedRun(cfg, parts.model, parts.tokenizer, parts.kind, parts.seq2seq, parts.device, {}, None)
 
 
 def evaluate_untrained(cfg, out_dir, *, split: str = "eval", device: str = "auto", batch_size: int | None = None,

@@ -20,12 +20,19 @@ import copy
 import sys
 
 import torch
+from omegaconf import OmegaConf, open_dict
 from ptflops.aten_engine import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode as TorchFlopCounter
+from transformers import AutoConfig
 
+from fpt.batching import collate, train_stream
+from fpt.build import features as build_features
 from fpt.config import compose
 from fpt.flops import step_flops
+from fpt.growth import Growth, gated_layers, reduces_decoder, resolve_stages, stage_shape
+from fpt.models import build_model, get_family, load_tokenizer, resolve_path
+from fpt.task_kinds import get_kind
 
 # Architectures of the hub models the configs name, so FLOPs need neither weights nor the network.
 _T5 = dict(model_type="t5", d_kv=64, vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
@@ -152,9 +159,6 @@ def measured_flops(model, batch: dict, backward: bool = True) -> int:
 # --------------------------------------------------------------------------- models without weights
 def hf_config(model_cfg):
     """The HF config of a model: from_config, the table above, or the model's own config file."""
-    from transformers import AutoConfig
-
-    from fpt.models import resolve_path
     settings = model_cfg.from_config or KNOWN_CONFIGS.get(model_cfg.name)
     if settings:
         settings = dict(settings)
@@ -163,15 +167,13 @@ def hf_config(model_cfg):
 
 
 def model_dims(model_cfg) -> dict:
-    from fpt.models import get_family
     return get_family(model_cfg).dims(hf_config(model_cfg))
 
 
 def meta_model(cfg, num_labels: int = 2):
-    """The prompted model of cfg on the meta device: shapes only, no weights, no download."""
-    from omegaconf import OmegaConf, open_dict
-
-    from fpt.models import build_model
+    """The prompted model of cfg on the meta device: shapes only, no weights, no download. (Not fpt.build.build:
+    that loads the tokenizer and the data and places the model; this needs neither, and builds under the meta
+    device and MetaAnswers.)"""
     cfg = copy.deepcopy(cfg)
     if cfg.model.from_config:
         settings = OmegaConf.to_container(cfg.model.from_config)
@@ -184,7 +186,7 @@ def meta_model(cfg, num_labels: int = 2):
     with open_dict(cfg):
         cfg.model.from_config = settings
     with torch.device("meta"), MetaAnswers():  # (a deep prompt's start-up check runs a forward)
-        return build_model(cfg.model, cfg.prompt, cfg.task, None, num_labels)
+        return build_model(cfg.model, cfg.prompt, cfg.task, None, num_labels, kind=get_kind(cfg.task))
 
 
 def meta_batch(seq2seq: bool, batch: int, src_len: int, tgt_len: int) -> dict:
@@ -206,8 +208,6 @@ def _prompt_shape(cfg) -> dict:
 
 def _stage_shapes(cfg, dims: dict, total_steps: int) -> list[tuple[int, int, dict]]:
     """(start, end, step_flops keywords) of every stage of cfg's schedule; [] without stages."""
-    from fpt.growth import gated_layers, reduces_decoder, resolve_stages, stage_shape
-    from fpt.task_kinds import get_kind
     if not cfg.schedule.stages:
         return []
     stages = resolve_stages(cfg.schedule, dims, total_steps,
@@ -218,7 +218,6 @@ def _stage_shapes(cfg, dims: dict, total_steps: int) -> list[tuple[int, int, dic
 
 def schedule_costs(cfg, src_len: int, tgt_len: int, total_steps: int | None = None) -> list[dict]:
     """Per-stage training FLOPs per step, relative to the full model's, and each stage's steps."""
-    from fpt.models import get_family
     dims = model_dims(cfg.model)
     total_steps = total_steps or cfg.trainer.max_steps
     common = dict(dims=dims, batch=cfg.trainer.batch_size, src_len=src_len,
@@ -240,15 +239,10 @@ def run_flops(cfg) -> int:
     training set is read and batched as the trainer does (fpt.batching.train_stream, each batch padded to its
     longest row) and every step is counted by fpt.flops.step_flops at its stage's shape. For a study's FLOPs
     after the counter changed (benchmarks/README.md); one process, trainer.grad_accum=1, trainer.max_steps."""
-    from fpt.batching import collate, train_stream
-    from fpt.models import get_family, load_tokenizer
-    from fpt.task_kinds import get_kind
-    from fpt.tasks import read_rows
     if cfg.trainer.grad_accum != 1 or not cfg.trainer.max_steps:
         raise ValueError("run_flops re-derives runs with trainer.grad_accum=1 and trainer.max_steps set")
     family, kind, tokenizer = get_family(cfg.model), get_kind(cfg.task), load_tokenizer(cfg.model)
-    features = kind.features(cfg.task, read_rows(cfg.task, "train"), tokenizer, family.seq2seq,
-                             cfg.model.target_prefix, train=True)
+    features = build_features(cfg, kind, tokenizer, family.seq2seq, "train")  # as the Trainer's (fpt/build.py)
     total = cfg.trainer.max_steps
     stream = train_stream(features, cfg.trainer.batch_size, cfg.seed, cfg.trainer.group_by_length, end=total)
     dims = model_dims(cfg.model)
@@ -264,8 +258,6 @@ def run_flops(cfg) -> int:
 
 def check_stages(cfg, src_len: int, tgt_len: int, batch: int = 1) -> list[dict]:
     """ptflops on every stage's real (meta-device) model vs the analytic count: forward + backward."""
-    from fpt.growth import Growth, reduces_decoder, resolve_stages
-    from fpt.task_kinds import get_kind
     model = meta_model(cfg)
     dims = model.family.dims(model.backbone.config)
     stages = []

@@ -13,7 +13,7 @@ from .bert import BertFamily
 from .deberta import DebertaFamily
 from .family import FFN, Family
 from .t5 import T5Family
-from .wrappers import PromptedEncoder, PromptedSeq2Seq
+from .wrappers import PromptedSeq2Seq
 
 FAMILIES: dict[str, Family] = {"bert": BertFamily(), "t5": T5Family(), "deberta": DebertaFamily()}
 # what a deep prompt reaches: model.family -> models, each with model.attn_implementation sdpa or eager
@@ -130,21 +130,23 @@ def check_prefix_reaches(backbone, family: Family, model_cfg) -> None:
 
 
 def build_model(model_cfg, prompt_cfg, task, tokenizer, num_labels: int | None = None,
-                gradient_checkpointing: bool = False, checkpoint_layers: float = 1.0):
+                gradient_checkpointing: bool = False, checkpoint_layers: float = 1.0, *, kind=None):
     """The prompted model for a model, a prompt and a task config; a BERT-family model gets the head of the task's
-    kind (`Kind.head`) with `num_labels` outputs where the kind takes a number (`Kind.num_labels(task)`).
+    kind (`kind`: fpt.task_kinds.get_kind(task); `Kind.head`) with `num_labels` outputs where the kind takes a
+    number (`Kind.num_labels(task)`).
     `gradient_checkpointing`: recompute each layer's activations in the backward (trainer.gradient_checkpointing,
     fpt/models/checkpointing.py), in the bottom `checkpoint_layers` fraction of each layer stack
     (trainer.checkpoint_layers)."""
     family = get_family(model_cfg)
     if prompt_cfg.type not in PROMPT_TYPES:
         raise ValueError(f"prompt.type={prompt_cfg.type!r}: expected one of {', '.join(PROMPT_TYPES)}")
+    if kind is None and not family.seq2seq:
+        raise ValueError("build_model: a BERT-family model needs the task's kind for its head: "
+                         "kind=fpt.task_kinds.get_kind(task)")
     backbone = load_backbone(model_cfg, deep_prompt=prompt_cfg.type == "deep")
     if family.seq2seq:
         return PromptedSeq2Seq(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing,
                                checkpoint_layers)
-    from ..task_kinds import get_kind
-    kind = get_kind(task)
 
     def make_head(hidden: int, pooler):
         return kind.head(task, hidden, num_labels, model_cfg.head_dropout, pooler, model_cfg.pooling)

@@ -47,7 +47,7 @@ class Kind:
 
     def wrapper(self):
         """The BERT-family model class the head goes on (fpt/models/: PromptedEncoder; retrieval: BiEncoder)."""
-        from ..models.wrappers import PromptedEncoder
+        from ..models.wrappers import PromptedEncoder  # lazy: transformers (fpt/validate.py loads kinds)
         return PromptedEncoder
 
     def unlabeled_label(self, task):

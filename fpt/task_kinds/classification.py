@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..metrics import UNREADABLE
 from ..batching import Features
-from ..tasks import encode_pairs, label_index, text, text_fields
+from ..tasks import label_index, text, text_fields
+from .encode import encode_pairs
 from .base import Kind
 
 
@@ -35,7 +36,7 @@ class Classification(Kind):
                              f"per label in task.labels {list(task.labels)}")
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import ClassificationHead
+        from ..models.heads import ClassificationHead  # lazy: transformers (fpt/validate.py loads kinds)
         if not num_labels:
             raise ValueError(f"task {task.name}: task.labels is empty; a {task.type} head needs the list of labels")
         return ClassificationHead(hidden, num_labels, dropout, pooler, pooling)

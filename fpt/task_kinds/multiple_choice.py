@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from ..batching import Features
-from ..tasks import TaskDataError, column, encode_pairs, label_index, text, text_fields
+from ..tasks import TaskDataError, column, label_index, text, text_fields
+from .encode import encode_pairs
 from .base import Kind
 from .classification import Classification
 
@@ -49,7 +50,7 @@ class MultipleChoice(Classification):
         return Features(items, meta=labels)
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import MultipleChoiceHead
+        from ..models.heads import MultipleChoiceHead  # lazy: transformers (fpt/validate.py loads kinds)
         return MultipleChoiceHead(hidden, dropout, pooler, pooling)
 
     def unlabeled_label(self, task):

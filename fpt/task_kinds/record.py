@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 
 from ..batching import Features
-from ..tasks import TaskDataError, column, encode_pairs, text_fields
+from ..metrics import compute_metrics
+from ..tasks import TaskDataError, column, text_fields
+from .encode import encode_pairs
 from .base import Kind
 
 
@@ -59,7 +61,7 @@ class Record(Kind):
         return Features(items, meta=items_meta, examples=examples)
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import ClassificationHead
+        from ..models.heads import ClassificationHead  # lazy: transformers (fpt/validate.py loads kinds)
         return ClassificationHead(hidden, 2, dropout, pooler, pooling)  # is the candidate an answer?
 
     def predict_bert(self, model, batch, task):
@@ -82,7 +84,6 @@ class Record(Kind):
             if row not in best or score > best[row][0]:
                 best[row] = (score, entity)
         rows = sorted(best)
-        from ..metrics import compute_metrics
         return compute_metrics(list(task.metrics), [best[r][1] for r in rows], [features.examples[r] for r in rows])
 
     # ---------------------------------------------------------------- T5: generate the entity

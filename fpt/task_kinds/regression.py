@@ -29,7 +29,7 @@ class Regression(Classification):
         Kind.check_config(self, task, seq2seq)  # no label list, no verbalizers
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import RegressionHead
+        from ..models.heads import RegressionHead  # lazy: transformers (fpt/validate.py loads kinds)
         return RegressionHead(hidden, dropout, pooler, pooling)
 
     def unlabeled_label(self, task):

@@ -16,7 +16,8 @@ from ..batching import Features
 from ..metrics import compute_metrics
 from ..readers.beir import load_corpus
 from ..readers.common import FormatError
-from ..retrieval.measures import MEASURES
+from ..retrieval.measures import MEASURES, expected_calibration_error
+from ..retrieval.negatives import bm25_negatives
 from ..tasks import TaskDataError, resolve_data_dir
 from .base import Kind
 
@@ -59,7 +60,7 @@ class Retrieval(Kind):
         for key, value, choices in checks:
             if value not in choices:
                 raise ValueError(f"task {task.name}: {key}={value!r}: expected one of {list(choices)}")
-        from ..retrieval.search import backend
+        from ..retrieval.search import backend  # lazy: imports torch; this check runs in fpt/validate.py
         backend(r.search)
         for key, value in [("task.retriever.query_max_length", r.query_max_length), ("task.retriever.top_k", r.top_k),
                            ("task.retriever.chunk_size", r.chunk_size), ("task.retriever.dim", r.dim)]:
@@ -81,11 +82,11 @@ class Retrieval(Kind):
         return None
 
     def wrapper(self):
-        from ..models.retrieval import BiEncoder
+        from ..models.retrieval import BiEncoder  # lazy: transformers (fpt/validate.py loads kinds)
         return BiEncoder
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.retrieval import RetrievalHead
+        from ..models.retrieval import RetrievalHead  # lazy: transformers (fpt/validate.py loads kinds)
         return RetrievalHead(task.retriever, hidden)
 
     def check_row_bert(self, task, row):
@@ -136,7 +137,6 @@ class Retrieval(Kind):
         n = task.hard_negatives
         mined = {}
         if n and task.negatives == "bm25":
-            from ..retrieval.negatives import bm25_negatives
             mined = bm25_negatives([row["query"] for row in rows], ids, [passage_text(corpus[p]) for p in ids],
                                    [{p for p, s in row["qrels"].items() if s > 0} for row in rows], n)
         rng = random.Random(task.shuffle_seed)
@@ -174,10 +174,10 @@ class Retrieval(Kind):
 
     def rank(self, task, features, outputs) -> tuple:
         """(query ids, top-k scores [Q, k], top-k passage indices [Q, k]) of the split's queries."""
-        import torch
+        import torch  # lazy: the start-up checks (fpt/validate.py) load kinds before torch
         if self._ranked is not None and self._ranked[0] is outputs:
             return self._ranked[1]
-        from ..retrieval.search import backend, dense_topk, late_topk
+        from ..retrieval.search import backend, dense_topk, late_topk  # lazy: imports torch (as above)
         r = task.retriever
         queries = [m for m in features.meta if m is not None]
         q_out, p_out = outputs[:len(queries)], outputs[len(queries):]
@@ -197,11 +197,10 @@ class Retrieval(Kind):
         return [{ids[j]: s for s, j in zip(srow.tolist(), jrow.tolist())} for srow, jrow in zip(scores, index)]
 
     def score_bert(self, task, features, outputs):
-        import torch
+        import torch  # lazy: the start-up checks (fpt/validate.py) load kinds before torch
         queries = [m for m in features.meta if m is not None]
         runs = self.rankings(task, features, outputs)
         metrics = compute_metrics(list(task.metrics), runs, [m["qrels"] for m in queries])
-        from ..retrieval.measures import expected_calibration_error
         _, scores, index = self.rank(task, features, outputs)
         ids = features.examples
         correct = torch.tensor([m["qrels"].get(ids[j[0]], 0) > 0 for m, j in zip(queries, index.tolist())])

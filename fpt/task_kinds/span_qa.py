@@ -83,7 +83,7 @@ class SpanQA(Kind):
         return start, end
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import SpanHead
+        from ..models.heads import SpanHead  # lazy: transformers (fpt/validate.py loads kinds)
         return SpanHead(hidden)
 
     def predict_bert(self, model, batch, task):

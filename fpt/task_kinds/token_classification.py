@@ -187,7 +187,7 @@ class TokenClassification(Kind):
         return compute_metrics(list(task.metrics), predictions, [ref["tags"] for ref in features.meta])
 
     def head(self, task, hidden, num_labels, dropout, pooler, pooling="pooler"):
-        from ..models.heads import TokenClassificationHead
+        from ..models.heads import TokenClassificationHead  # lazy: transformers (validate.py loads kinds)
         num_labels = num_labels or len(task.labels) or 1 + 2 * len(task.tag_types)  # types: O + B-/I- per type
         if not num_labels:
             raise ValueError(f"task {task.name}: task.labels is empty; a {task.type} head needs the list of labels")

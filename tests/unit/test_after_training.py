@@ -7,9 +7,11 @@ import pytest
 import torch
 from helpers import TOY_BERT as BERT, compose, read_predictions, toy_settings as settings, train_toy as _train
 
+from fpt.build import build
 from fpt.evaluate_run import evaluate_run, load_run
 from fpt.runs.launch import main as run_main
 from fpt.runs.trained import TrainedTensorError, read_trained
+from fpt.task_kinds import get_kind
 
 
 # --------------------------------------------------------------------------- eval.py
@@ -119,7 +121,8 @@ def test_trained_tensor_files_carry_metadata_and_refuse_a_mismatching_model(bert
     from fpt.runs.init_from import apply_init_from
     from fpt.models import build_model, load_tokenizer
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.length=4", f"init_from={t5}")
-    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                        kind=get_kind(cfg.task))
     with pytest.raises(TrainedTensorError, match="family: file has 't5', the model has 'bert'"):
         apply_init_from(cfg, model)
 
@@ -209,7 +212,8 @@ def test_peft_export_refuses_what_peft_cannot_represent():
                                   ("tiny-t5", "deep", "decoder's self-attention a prefix only"),
                                   ("tiny-bert", "none", "full fine-tuning")]:
         cfg = compose(f"model={model}", f"prompt={prompt}", "prompt.length=2")
-        built = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+        built = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                            kind=get_kind(cfg.task))
         with pytest.raises(NotRepresentable, match=reason):
             peft_adapter(cfg, built, "base")
 
@@ -222,20 +226,17 @@ def test_prediction_records_line_up_with_each_kinds_metrics(tmp_path):
     from fpt.evaluate_run import LoadedRun, score
     from fpt.evaluation import evaluate
     from fpt.metrics import compute_metrics
-    from fpt.models import build_model, load_tokenizer
-    from fpt.task_kinds import get_kind
     from fpt.tasks import read_rows
     cases = [("copa", {"val.jsonl": jsonl(COPA)}, []),
              ("record", {"val.jsonl": jsonl([RECORD])}, []),
              ("squad_v2", {"dev-v2.0.json": json.dumps(SQUAD)}, ["task.max_length=24", "task.doc_stride=8"]),
              ("conll03", {"eng.testa": CONLL}, [])]
     for task, files, overrides in cases:
-        cfg = compose(f"task={task}", "model=tiny-bert", "prompt=deep", "prompt.length=2",
+        cfg = compose(f"task={task}", "model=tiny-bert", "prompt=deep", "prompt.length=2", "seed=0",
                       f"task.data_dir={write(tmp_path / task, files)}", *overrides)
-        kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
-        torch.manual_seed(0)
-        model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task)).eval()
-        loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
+        parts = build(cfg, "cpu", training=False)  # an untrained run's model (fpt/build.py)
+        kind, tokenizer, model = parts.kind, parts.tokenizer, parts.model.eval()
+        loaded = LoadedRun(cfg, model, tokenizer, kind, False, parts.device, {}, Path("none"))
         metrics, preds = score(loaded, batch_size=3)
         features = kind.features(cfg.task, read_rows(cfg.task, "eval"), tokenizer, False)
         assert metrics == evaluate(model, kind, cfg.task, features, seq2seq=False, batch_size=5,
@@ -256,9 +257,7 @@ def test_regression_kind_scores_predicts_and_fills_unlabeled_rows(tmp_path):
     from fpt.evaluate_run import LoadedRun, score
     from fpt.evaluation import evaluate
     from fpt.metrics import compute_metrics
-    from fpt.models import build_model, load_tokenizer
     from fpt.models.heads import RegressionHead
-    from fpt.task_kinds import get_kind
     from fpt.tasks import TaskDataError, read_rows
 
     pairs = [("A man plays a guitar.", "A man plays music.", "3.8"), ("A dog runs.", "A cat sleeps.", "0.4"),
@@ -267,12 +266,12 @@ def test_regression_kind_scores_predicts_and_fills_unlabeled_rows(tmp_path):
     dev = header + "".join(f"{i}\tg\tf\t2012\t{i}\ts\ts\t{a}\t{b}\t{y}\n" for i, (a, b, y) in enumerate(pairs))
     unlabeled = jsonl([{"sentence1": a, "sentence2": b} for a, b, _ in pairs])
     folder = write(tmp_path / "stsb", {"dev.tsv": dev, "unlabeled.jsonl": unlabeled})
-    cfg = compose("task=stsb", "model=tiny-bert", "prompt=deep", "prompt.length=2", f"task.data_dir={folder}")
-    kind, tokenizer = get_kind(cfg.task), load_tokenizer(cfg.model)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tokenizer, kind.num_labels(cfg.task)).eval()
+    cfg = compose("task=stsb", "model=tiny-bert", "prompt=deep", "prompt.length=2", f"task.data_dir={folder}",
+                  "seed=0")
+    parts = build(cfg, "cpu", training=False)  # an untrained run's model (fpt/build.py)
+    kind, tokenizer, model = parts.kind, parts.tokenizer, parts.model.eval()
     assert isinstance(model.head, RegressionHead)
-    loaded = LoadedRun(cfg, model, tokenizer, kind, False, torch.device("cpu"), {}, Path("none"))
+    loaded = LoadedRun(cfg, model, tokenizer, kind, False, parts.device, {}, Path("none"))
     metrics, preds = score(loaded, batch_size=4)  # the same padding as below
     features = kind.features(cfg.task, read_rows(cfg.task, "eval"), tokenizer, False)
     assert metrics == evaluate(model, kind, cfg.task, features, seq2seq=False, batch_size=4, device="cpu", pad_id=0)

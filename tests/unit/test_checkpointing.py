@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from fpt.growth import Growth
 from fpt.models import build_model, load_tokenizer
+from fpt.task_kinds import get_kind
 
 torch.set_num_threads(1)
 CASES = [("tiny-bert", "deep"), ("tiny-bert", "shallow"), ("tiny-t5", "deep"), ("tiny-t5", "shallow"),
@@ -30,7 +31,7 @@ def _model(name: str, prompt: str, checkpointing: bool, *extra: str, fraction: f
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
     return build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2, gradient_checkpointing=checkpointing,
-                       checkpoint_layers=fraction).train(), tok
+                       checkpoint_layers=fraction, kind=get_kind(cfg.task)).train(), tok
 
 
 @contextmanager
@@ -325,7 +326,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, cfg, out: str):
         for checkpointing in (False, True):
             torch.manual_seed(0)
             model = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2,
-                                gradient_checkpointing=checkpointing).train()
+                                gradient_checkpointing=checkpointing, kind=get_kind(cfg.task)).train()
             ddp = DistributedDataParallel(model)
             torch.manual_seed(100 + rank)  # each rank its own dropout masks
             ddp(batch)["loss"].backward()  # DDP averages the gradients over both ranks

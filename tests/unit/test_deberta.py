@@ -7,6 +7,7 @@ from helpers import GROWTH_STAGES, TINY_FPT, compose
 from transformers import AutoModel
 
 from fpt.models import build_model, load_tokenizer
+from fpt.task_kinds import get_kind
 
 torch.set_num_threads(1)
 ATTN = ["sdpa", "eager"]
@@ -23,7 +24,7 @@ def _models(attn: str, variant: str, prompt: str = "deep", *extra: str):
                   *VARIANTS[variant], *extra)
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    prompted = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2).eval()
+    prompted = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2, kind=get_kind(cfg.task)).eval()
     plain = AutoModel.from_config(prompted.backbone.config, attn_implementation="eager").eval()
     plain.load_state_dict(prompted.backbone.state_dict())
     assert type(plain.encoder.layer[0].attention.self).__name__ == "DisentangledSelfAttention"  # not ours
@@ -103,7 +104,7 @@ def test_deberta_under_the_bert_family_with_sdpa_fails_naming_what_is_supported(
     cfg = compose("model=tiny-deberta", "model.family=bert", "prompt=deep", "model.attn_implementation=sdpa")
     with pytest.raises(ValueError, match=r"(?s)tiny-deberta.*model.family=bert.*does not support.*"
                                          r"deberta \(DeBERTa-v2, DeBERTa-v3\)"):
-        build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+        build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
 
 
 @pytest.mark.parametrize("attn", ["eager"])
@@ -111,20 +112,20 @@ def test_a_prefix_that_never_enters_attention_fails_at_start_up(attn):
     """The old silent case: DeBERTa under the BERT family built fine and its deep prompt changed nothing."""
     cfg = compose("model=tiny-deberta", "model.family=bert", "prompt=deep", f"model.attn_implementation={attn}")
     with pytest.raises(ValueError) as err:
-        build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+        build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
     message = str(err.value)
     assert "tiny-deberta" in message and "'deberta-v2'" in message and "model.family=bert" in message
     assert "never enter the attention of 2 of 2 sites" in message
     assert "deberta (DeBERTa-v2, DeBERTa-v3)" in message and "sdpa or eager" in message
     # without a deep prompt there is nothing to reach: the same model builds
     bare = compose("model=tiny-deberta", "model.family=bert", "prompt=none", f"model.attn_implementation={attn}")
-    build_model(bare.model, bare.prompt, bare.task, load_tokenizer(cfg.model), num_labels=2)
+    build_model(bare.model, bare.prompt, bare.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(bare.task))
 
 
 def test_deberta_family_rejects_other_attention_modules():
     cfg = compose("model=tiny-bert", "model.family=deberta", "prompt=deep")
     with pytest.raises(ValueError, match="family deberta expects DeBERTa-v2/v3 attention .* BertSelfAttention"):
-        build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+        build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2, kind=get_kind(cfg.task))
 
 
 def test_a_deberta_deep_prompt_learns(tmp_path):

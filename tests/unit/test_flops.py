@@ -9,6 +9,7 @@ from fpt.config import StageConfig
 from fpt.flops import step_flops
 from fpt.growth import Growth, resolve_stages
 from fpt.models import build_model, load_tokenizer
+from fpt.task_kinds import get_kind
 from tools.flops_check import (PAPER_SHAPE, check_stages, main, measured_flops, meta_batch, meta_model, run_flops,
                                schedule_costs, torch_flops, total_ratio)
 
@@ -30,7 +31,8 @@ def _model(name: str, prompt: str, attn: str = "sdpa"):
     cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=4", f"model.attn_implementation={attn}",
                   *SMALL[name])
     torch.manual_seed(0)
-    return build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2).eval(), cfg
+    return build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                       kind=get_kind(cfg.task)).eval(), cfg
 
 
 def _batch(seq2seq: bool, batch=3, src=12, tgt=5):

@@ -24,7 +24,7 @@ def _model(name: str, prompt: str = "deep", *extra: str):
     cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=3", "model.dropout=0", *extra)
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    return build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2).eval(), tok, cfg
+    return build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2, kind=get_kind(cfg.task)).eval(), tok, cfg
 
 
 def _outputs(model, batch):
@@ -124,7 +124,8 @@ def test_bad_stages_fail_naming_the_key(override, message):
 ])
 def test_bad_growth_settings_fail_naming_the_key(overrides, message):
     cfg = compose("model=tiny-bert", "prompt=deep", *overrides)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                        kind=get_kind(cfg.task))
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
         Growth.from_config(cfg.schedule, model, 100, prompt_type=cfg.prompt.type,
                            prompt_projection=cfg.prompt.projection)

@@ -4,6 +4,7 @@ import torch
 from helpers import compose
 
 from fpt.models import build_model, load_tokenizer
+from fpt.task_kinds import get_kind
 
 torch.set_num_threads(1)
 ATTN = ["sdpa", "eager"]
@@ -14,9 +15,9 @@ def _pair(model: str, attn: str, prompt: str, *extra: str):
     cfg = compose(f"model={model}", f"prompt={prompt}", f"model.attn_implementation={attn}", *extra)
     tok = load_tokenizer(cfg.model)
     torch.manual_seed(0)
-    prompted = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2).eval()
+    prompted = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2, kind=get_kind(cfg.task)).eval()
     bare = compose(f"model={model}", "prompt=none", f"model.attn_implementation={attn}")
-    plain = build_model(bare.model, bare.prompt, bare.task, tok, num_labels=2).eval()
+    plain = build_model(bare.model, bare.prompt, bare.task, tok, num_labels=2, kind=get_kind(bare.task)).eval()
     plain.backbone.load_state_dict(prompted.backbone.state_dict())
     return prompted, plain, tok
 
@@ -152,7 +153,8 @@ def test_greedy_generation_with_cache_matches_full_recompute(prompt, attn):
 def test_projection_and_prefix_dropout():
     cfg = compose("model=tiny-bert", "prompt=deep", "prompt.projection=true", "prompt.projection_hidden=16",
                   "prompt.dropout=0.5", "prompt.length=2")
-    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+    model = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                        kind=get_kind(cfg.task))
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"deep.embeds", "deep.mlp.0.weight", "deep.outputs.0.weight", "deep.outputs.1.bias",
             "head.classifier.weight"} <= names

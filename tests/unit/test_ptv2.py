@@ -190,7 +190,7 @@ def test_steps_strategy_is_unchanged_and_bad_values_fail(tmp_path):
 
 
 def test_exponential_schedule_resumes_at_the_same_lr(tmp_path):
-    from fpt.trainer import build_lr_schedule
+    from fpt.optim import build_lr_schedule
     cfg = compose("optim.schedule=exponential", "optim.decay_per_epoch=0.9").optim
     params = [torch.nn.Parameter(torch.zeros(1))]
     first = build_lr_schedule(torch.optim.AdamW(params, lr=1.0), cfg, 100, batch_size=4, num_examples=10)

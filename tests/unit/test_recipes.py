@@ -196,15 +196,11 @@ def test_experiment_values_win_over_the_recipe():
 
 # --------------------------------------------------------------------------- the activation-score cache
 def _scores_setup(model_name, tmp_path, *extra):
-    from fpt.models import build_model, load_tokenizer
-    from fpt.tasks import encode, read_rows
+    from fpt.build import build, features
     cfg = compose(f"model={model_name}", "prompt=shallow", "prompt.length=3", "task.max_eval_samples=16",
-                  "schedule.num_score_examples=16", f"output_root={tmp_path}", *extra)
-    tok = load_tokenizer(cfg.model)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2)
-    features = encode(cfg.task, read_rows(cfg.task, "eval"), tok, model.family.seq2seq, cfg.model.target_prefix)
-    return cfg, model, features
+                  "schedule.num_score_examples=16", f"output_root={tmp_path}", "seed=0", *extra)
+    parts = build(cfg, "cpu", training=False)  # the model a run of seed 0 starts from
+    return cfg, parts.model, features(cfg, parts.kind, parts.tokenizer, parts.seq2seq, "eval")
 
 
 @pytest.mark.parametrize("model_name, change, key, value", [

@@ -182,7 +182,7 @@ def build(folder, *more):
     cfg = compose("task=beir", f"task.data_dir={folder}", "model=tiny-bert", *more)
     torch.manual_seed(0)
     tok = load_tokenizer(cfg.model)
-    return cfg, build_model(cfg.model, cfg.prompt, cfg.task, tok), tok, get_kind(cfg.task)
+    return cfg, build_model(cfg.model, cfg.prompt, cfg.task, tok, kind=get_kind(cfg.task)), tok, get_kind(cfg.task)
 
 
 def test_contrastive_loss_masks_other_queries_positives(tmp_path):

@@ -7,24 +7,24 @@ import pytest
 import torch
 from helpers import compose
 
+from fpt.build import build, features
 from fpt.runs.checkpoint import CheckpointError
 from fpt.models import build_model, load_tokenizer
+from fpt.task_kinds import get_kind
 from fpt.scores import PROMPT_LENGTH, _scoring_prompt, activation_scores, load_or_compute, load_scores
 from fpt.prompts import ShallowPrompt
 from fpt.batching import collate
-from fpt.tasks import encode, read_rows
 from tools.scores import main
 
 torch.set_num_threads(1)
 
 
 def _setup(name: str, prompt: str = "deep", *extra: str):
-    cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=3", "task.max_eval_samples=24", *extra)
-    tok = load_tokenizer(cfg.model)
-    torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.prompt, cfg.task, tok, num_labels=2)
-    features = encode(cfg.task, read_rows(cfg.task, "eval"), tok, model.family.seq2seq, cfg.model.target_prefix)
-    return model, features, cfg
+    """The model a run of seed 0 starts from (fpt.build.build) and its dev features."""
+    cfg = compose(f"model={name}", f"prompt={prompt}", "prompt.length=3", "task.max_eval_samples=24", "seed=0",
+                  *extra)
+    parts = build(cfg, "cpu", training=False)
+    return parts.model, features(cfg, parts.kind, parts.tokenizer, parts.seq2seq, "eval"), cfg
 
 
 def _reference_scores(model, features, seed):
@@ -92,7 +92,8 @@ def test_cache_is_reused_and_recomputed_for_other_weights(tmp_path):
     again, info = load_or_compute(cfg, model, features)
     assert not info["computed"] and all(torch.equal(scores[k], again[k]) for k in scores)
     torch.manual_seed(1)  # another random tiny model: the cached scores are not its scores
-    other = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2)
+    other = build_model(cfg.model, cfg.prompt, cfg.task, load_tokenizer(cfg.model), num_labels=2,
+                        kind=get_kind(cfg.task))
     fresh, info = load_or_compute(cfg, other, features)
     assert info["computed"] and not torch.equal(fresh["encoder"], scores["encoder"])
 
