@@ -51,49 +51,17 @@ def base(rows: int, steps: int, eval_every: int, dev_rows: int | None) -> list[s
     return out
 
 
-# --------------------------------------------------------------------------- one arm, in its own process
-def worker(arm: str, overrides: list[str], timing: Path) -> None:
-    """train.py with `overrides`, timing the evaluations; arm `before` evaluates in file order."""
-    import fpt.trainer
-    from fpt.batching import EVAL_ORDER_ENV
-    from fpt.cli import train
-
-    if arm == "before":  # the evaluation batches of fpt before length sorting: the features in file order
-        os.environ[EVAL_ORDER_ENV] = "file"
-    # the seconds spent evaluating: the trainer records no such number, so its evaluate_splits is wrapped here
-    spent = {"eval_seconds": 0.0, "evaluations": 0}
-    evaluate_splits = fpt.trainer.evaluate_splits
-
-    def timed(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return evaluate_splits(*args, **kwargs)
-        finally:
-            spent["eval_seconds"] += time.perf_counter() - started
-            spent["evaluations"] += 1
-            timing.write_text(json.dumps(spent))
-
-    fpt.trainer.evaluate_splits = timed
-    sys.argv = [str(ROOT / "train.py"), *overrides]
-    train()
-
-
 # --------------------------------------------------------------------------- evaluation alone
 def eval_only(rounds: int, overrides: list[str]) -> None:
     """One process: the dev set scored by MiniLM with a deep prompt (untrained, or `init_from=RUN`), in length-sorted batches and in
     file order, alternating `rounds` times (the same machine load for both); metrics must be identical."""
     import statistics
 
-    from hydra import compose, initialize_config_dir
-
-    from fpt import CONF_DIR
     from fpt.batching import EVAL_ORDER_ENV
-    from fpt.config import register_configs
+    from fpt.config import compose
     from fpt.trainer import Trainer
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose(*overrides)
     trainer = Trainer(cfg, OUT / "eval-only")
     modes = {"file order": "file", "sorted": "sorted"}  # FPT_EVAL_ORDER (fpt/batching.py), read at every batching
     seconds, metrics = {m: [] for m in modes}, {}
@@ -122,12 +90,9 @@ def main() -> None:
     parser.add_argument("--dev-rows", type=int, default=None, help="cap on dev rows (default: the whole dev set)")
     parser.add_argument("--eval-only", type=int, metavar="ROUNDS",
                         help="time the dev-set evaluation alone, sorted vs file order, ROUNDS times each")
-    parser.add_argument("--worker", choices=sorted(ARMS), help=argparse.SUPPRESS)
-    parser.add_argument("--timing", type=Path, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()
-    if args.worker:
-        return worker(args.worker, overrides, args.timing)
 
+    from fpt.batching import EVAL_ORDER_ENV
     from fpt.config import compose
     data = Path(compose().paths.data_root) / "GLUE" / "SST-2"
     if not (data / "train.tsv").is_file():
@@ -140,10 +105,12 @@ def main() -> None:
     for arm, extra in ARMS.items():
         run = folder / arm
         run.mkdir(parents=True)
-        cmd = [sys.executable, __file__, "--worker", arm, "--timing", str(run / "timing.json"), *common, *extra,
+        cmd = [sys.executable, str(ROOT / "train.py"), *common, *extra,
                f"hydra.run.dir={run}", f"output_root={folder / ('root-' + arm)}"]
+        # the `before` arm evaluates in file order (fpt/batching.py reads FPT_EVAL_ORDER at every batching)
+        env = {**os.environ, **({EVAL_ORDER_ENV: "file"} if arm == "before" else {})}
         started[arm] = time.perf_counter()
-        procs[arm] = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+        procs[arm] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                       stderr=open(run / "stderr.txt", "w"))
     print(f"both arms started in {folder}", flush=True)
     wall = {}
@@ -160,9 +127,9 @@ def main() -> None:
     rows = {}
     for arm in ARMS:
         res = json.loads((folder / arm / "results.json").read_text())
-        timing = json.loads((folder / arm / "timing.json").read_text())
+        records = [json.loads(line) for line in (folder / arm / "metrics.jsonl").read_text().splitlines()]
         rows[arm] = {"wall_seconds": wall[arm], "train_seconds": res["train_seconds"],
-                     "eval_seconds": timing["eval_seconds"], "evaluations": timing["evaluations"],
+                     "eval_seconds": res["eval_seconds"], "evaluations": sum("eval" in r for r in records),
                      "train_flops": res["train_flops"], "final_accuracy": 100 * res["final"]["accuracy"],
                      "best_accuracy": 100 * res["best"]["accuracy"], "best_step": res["best_step"]}
     before, grouped = rows["before"], rows["grouped"]

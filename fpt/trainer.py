@@ -100,6 +100,7 @@ class Trainer:
         self.best = {"step": None, "metrics": None}
         self.train_flops = 0
         self.train_seconds = 0.0
+        self.eval_seconds = 0.0  # wall time spent in evaluate()
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if self.device.type == "cuda" and self.tcfg.bf16 else nullcontext())
         self.loggers = None  # fpt/loggers.py, opened in run() on the main rank
@@ -150,7 +151,8 @@ class Trainer:
         state = {"format": CHECKPOINT_FORMAT, "step": self.step, "trainable": self.model.trainable_state_dict(),
                  "optimizer": self.optimizer.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
                  "rng": rngs, "best": self.best, "train_flops": self.train_flops,
-                 "train_seconds": self.train_seconds, "identity": identity}
+                 "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+                 "identity": identity}
         step = self.step
         save_checkpoint(self.ckpt_path, state, before_rename=lambda: _fault("checkpoint_write", step))
 
@@ -189,6 +191,7 @@ class Trainer:
         self.lr_schedule.load_state_dict(state["lr_schedule"])
         self._restore_rng(state["rng"])
         self.best, self.train_flops, self.train_seconds = state["best"], state["train_flops"], state["train_seconds"]
+        self.eval_seconds = state.get("eval_seconds", 0.0)  # 0: a checkpoint written before it was recorded
         self._truncate_log(self.step + self.step_offset)
         return True
 
@@ -250,11 +253,13 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         """Dev metrics (and "<split>_<metric>" for task.test_splits), gathered over DDP ranks (fpt/evaluation.py)."""
+        started = time.perf_counter()
         self.model.eval()
         metrics = evaluate_splits(self.model, self.kind, self.task, {"eval": self.eval_set, **self.test_sets},
                                   seq2seq=self.seq2seq, batch_size=self.tcfg.eval_batch_size, device=self.device,
                                   pad_id=self.pad_id, autocast=self.autocast)
         self.model.train()
+        self.eval_seconds += time.perf_counter() - started
         return metrics
 
     # ---------------------------------------------------------------- one optimizer step
@@ -437,5 +442,6 @@ class Trainer:
                            best_step=best_step,
                            best_epoch=self.epochs_done(best_step - self.step_offset) if best_step is not None else None,
                            trainable_params=sum(p.numel() for p in self.trainable),
-                           train_seconds=self.train_seconds, train_flops=self.train_flops,
+                           train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
+                           train_flops=self.train_flops,
                            growth=self.growth.summary(), init_from=self.init_from)

@@ -15,8 +15,8 @@ from ..validate import check_config
 from .checkpoint import write_json
 
 # what the trainer measured: present once a trainer existed
-MEASURED = ("total_steps", "best_step", "best_epoch", "trainable_params", "train_seconds", "train_flops", "growth",
-            "init_from")
+MEASURED = ("total_steps", "best_step", "best_epoch", "trainable_params", "train_seconds", "eval_seconds",
+            "train_flops", "growth", "init_from")
 
 
 def improves(score: float, best: float | None) -> bool:
@@ -45,7 +45,8 @@ def run_results(cfg, status: str, *, steps: int = 0, best: dict | None = None, f
     out = {"task": cfg.task.name, "model": cfg.model.name, "prompt": cfg.prompt.type, "schedule": cfg.schedule.name,
            "seed": cfg.seed, "steps": steps, **some("total_steps", "best_step", "best_epoch"),
            "metric": cfg.task.metric, "best": best or {}, "final": final or {},
-           **some("trainable_params", "train_seconds", "train_flops"), "status": status,
+           **some("trainable_params", "train_seconds", "eval_seconds", "train_flops"),
+           "status": status,
            "prompt_length": cfg.prompt.length, "lr": cfg.optim.lr, "batch_size": cfg.trainer.batch_size,
            **some("growth", "init_from")}
     if error:

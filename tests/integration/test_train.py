@@ -20,8 +20,9 @@ def test_run_writes_every_output(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     for key in ["task", "model", "prompt", "schedule", "seed", "steps", "best_step", "metric", "best", "final",
-                "trainable_params", "train_seconds", "train_flops", "status"]:
+                "trainable_params", "train_seconds", "eval_seconds", "train_flops", "status"]:
         assert key in results, key
+    assert results["eval_seconds"] > 0  # the evaluations' wall time (benchmarks/group_by_length.py reads it)
     assert results["status"] == "completed" and results["steps"] == 12
     assert results["task"] == "sample_sentiment" and results["model"] == "tiny-bert"
     assert 0.0 <= results["final"]["accuracy"] <= 1.0 and results["train_flops"] > 0
