@@ -87,7 +87,7 @@ def _train(cfg) -> float:
         cfg.trainer.device = "free"  # a GPU of its own for each concurrent job (conf/hydra/launcher/local_gpus.yaml)
     try:
         check_start(cfg, hc.runtime.output_dir)  # config and data errors in seconds, before torch is imported
-        from .runs.launch import main
+        from .runs.launch import main  # lazy: torch and the model code load after the checks above
         results = main(cfg, hc.runtime.output_dir)
     except USER_ERRORS as err:
         if hc.mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -110,7 +110,7 @@ def evaluate(cfg) -> float:
         summary = evaluate_untrained(train_cfg, hc.runtime.output_dir, split=cfg.split, device=cfg.trainer.device,
                                      batch_size=cfg.trainer.eval_batch_size, bf16=cfg.trainer.bf16)
         return summary["metrics"].get(summary["metric"], float("nan"))
-    from .evaluate_run import evaluate_run
+    from .evaluate_run import evaluate_run  # lazy, as above: torch once the command line composed
     overrides = {f"task.{k}": v for k, v in cfg.task.items() if k in ("data_dir", "max_eval_samples") and v is not None}
     summary = evaluate_run(cfg.run, hc.runtime.output_dir, split=cfg.split, data=cfg.data,
                            checkpoint=cfg.checkpoint, device=cfg.trainer.device, data_format=cfg.data_format,

@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from .evaluate_run import load_run
 from .runs.checkpoint import save_tensors, write_json, write_text
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -245,7 +246,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.dry_run and not args.push_to_hub:
         parser.error("--dry-run goes with --push-to-hub REPO")
-    from .evaluate_run import load_run
     loaded = load_run(args.run, args.checkpoint, device="cpu")
     out = Path(args.out or Path(args.run) / "export" / f"peft-{args.checkpoint}")
     try:

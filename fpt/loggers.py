@@ -16,6 +16,8 @@ import importlib
 import inspect
 import io
 import json
+import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -84,7 +86,6 @@ class TensorBoardLogger(Logger):
 
     def __init__(self, run_dir, start_step=0, subdir: str = "tensorboard"):
         super().__init__(run_dir, start_step)
-        import shutil
         from torch.utils.tensorboard import SummaryWriter
         # one events file per run folder: a (re)start rewrites it from metrics.jsonl (replay), so events a killed
         # run wrote after the checkpoint it resumes from are gone and none is written twice
@@ -229,7 +230,6 @@ class MLflowLogger(Logger):
             self.client.log_batch(self.run_id, params=params[i:i + 100])
 
     def log_scalars(self, scalars, step):
-        import time
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[self.entities.Metric(k, float(v), now, step)
                                                     for k, v in scalars.items()])

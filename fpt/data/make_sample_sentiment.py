@@ -8,6 +8,7 @@ another third two clauses disagree and the second one decides ("dull at first , 
 positive and negative words is right on about half of those; a model has to read the sentence structure.
 """
 import random
+import sys
 from pathlib import Path
 
 SUBJECTS = ["the film", "this movie", "the plot", "the acting", "the script", "the soundtrack", "the ending",
@@ -57,7 +58,6 @@ def write(path: Path, n: int, rng: random.Random) -> None:
 
 
 if __name__ == "__main__":
-    import sys
     here = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "sample_sentiment"
     here.mkdir(exist_ok=True)
     write(here / "train.tsv", 800, random.Random(1))

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..config import RetrieverConfig, flatten
+from ..tasks import resolve_data_dir
 
 # where the run is written and how it is executed or displayed: never part of a run's identity.
 # gradient checkpointing recomputes the same values; stop_at_step (where a search's rung pauses the run) neither:
@@ -61,7 +62,6 @@ def data_identity(task) -> dict[str, str]:
     if not task.data_dir:  # a hub dataset: its id and split names (already in the config, kept for clarity)
         hub = "/".join(task.hub or [])
         return {f"data.{s}": f"hub:{hub}[{task.hub_splits.get(s, s)}]" for s in splits}
-    from ..tasks import resolve_data_dir
     folder = resolve_data_dir(task.data_dir)
     return {**{f"data.{s}": file_identity(folder / task.files[s]) if s in task.files else "no file"
                for s in splits},

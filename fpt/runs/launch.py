@@ -29,7 +29,7 @@ def pick_gpu(cfg) -> None:
     if dist.is_distributed():
         raise ValueError("trainer.device=free gives a single-process job its own GPU; DDP ranks use the GPU of "
                          "their LOCAL_RANK: use trainer.device=auto")
-    import torch
+    import torch  # lazy: only trainer.device=free needs it here
     index = dist.claim_gpu()
     torch.cuda.set_device(index)
     cfg.trainer.device = f"cuda:{index}"
@@ -103,7 +103,7 @@ def _run(cfg, hydra_dir: Path, run_dir: Path, earlier: str | None, identity: dic
     if earlier is not None:
         log.info("resuming the %s run in %s", "unfinished" if earlier == "running" else earlier, run_dir)
     cfg.run_dir = str(run_dir)
-    from ..trainer import Interrupted, Trainer
+    from ..trainer import Interrupted, Trainer  # lazy: torch and transformers after the run folder checks
 
     def state(status: str) -> dict:
         return {"fingerprint": fp, "status": status, "identity": identity, "hydra": hydra_files}
