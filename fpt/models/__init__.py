@@ -58,12 +58,10 @@ def _dropout_overrides(model_cfg, family: Family) -> dict:
 def load_backbone(model_cfg, deep_prompt: bool):
     """The pretrained (or config-built) model; deep prompts need our prefix attention kernel."""
     family = get_family(model_cfg)
-    if model_cfg.attn_implementation not in PREFIX_ATTENTION:
-        raise ValueError(f"model.attn_implementation={model_cfg.attn_implementation!r}: expected sdpa or eager")
     if family.hf_attn_implementation:  # the family runs its own attention and injects the prefix itself
         attn = family.hf_attn_implementation
     else:
-        attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else model_cfg.attn_implementation
+        attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else str(model_cfg.attn_implementation)
     try:
         backbone = _load(model_cfg, family, attn)
     except ValueError as err:  # e.g. "DebertaV2Model does not support an attention implementation through sdpa"

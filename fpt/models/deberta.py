@@ -34,7 +34,6 @@ from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfA
 from ..prompts import gate_values, gated_output
 from .bert import BertFamily
 
-KERNELS = ("sdpa", "eager")
 
 
 class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
@@ -141,8 +140,6 @@ class DebertaFamily(BertFamily):
     hf_attn_implementation = "eager"  # DeBERTa's only one in transformers; ours are chosen by fpt_kernel
 
     def prepare(self, backbone, attn_implementation: str) -> None:
-        if attn_implementation not in KERNELS:
-            raise ValueError(f"model.attn_implementation={attn_implementation!r}: DeBERTa takes one of {KERNELS}")
         for name, module in self.attention_sites(backbone):
             if not isinstance(module, DisentangledSelfAttention):
                 raise ValueError(f"family deberta expects DeBERTa-v2/v3 attention (DisentangledSelfAttention of "

@@ -104,8 +104,6 @@ class TokenClassification(Kind):
         super().check_config(task, seq2seq)
         if not tag_labels(task):
             raise ValueError(f"task {task.name}: give task.tag_types (e.g. [PER, ORG]) or task.labels (every IOB2 tag)")
-        if task.tag_scheme not in ("IOB1", "IOB2"):
-            raise ValueError(f"task {task.name}: task.tag_scheme={task.tag_scheme!r}: expected IOB1 or IOB2")
 
     def words_and_tags(self, task, row) -> tuple[list[str], list[str]]:
         """A row's words and IOB2 tags, checked against task.labels."""
