@@ -7,8 +7,10 @@ choices (`check_applicable`), the device,
 the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
-Imports stay light: the model check reads config.json (no transformers), torch is imported only for a
-cuda/mps device, and the data files are read with the standard library (hub datasets are checked later).
+Imports stay light until the cheap checks passed: model.family is looked up in the family registry, which
+imports the model code (transformers; `model_family`), the model check reads config.json, torch's device API is
+asked only for a cuda/mps device, and the data files are read with the standard library (hub datasets are checked
+later).
 """
 from __future__ import annotations
 
@@ -154,8 +156,13 @@ def check_task(task, seq2seq: bool) -> None:
                                   f"inside task.data_dir={task.data_dir!r} for every split read")
 
 
+def model_family(name: str):
+    """The registered family of model.family (fpt/models/family.py)."""
+    from .models import family_named  # lazy: the families' code (transformers), once the cheap checks passed
+    return to_config_error(family_named, name)
+
+
 def check_model(m, task) -> None:
-    one_of("model.family", m.family, ["bert", "t5", "deberta"])  # fpt.models.FAMILIES (not imported: light)
     positive_int("model.max_new_tokens", m.max_new_tokens)
     number_in("model.head_dropout", m.head_dropout, 0, 1)
     number_in("model.dropout", m.dropout, 0, 1, optional=True)
@@ -316,7 +323,7 @@ def check_schedule_applies(s, prompt_type: str, seq2seq: bool, computes_scores: 
         idle(s, "schedule", ["stage_warmup_steps", "eval_final_at_stage_end"],
              f"with schedule={s.name} (one stage: there is no stage change)")
     if not seq2seq:
-        idle(s, "schedule", "reduce_decoder", "with an encoder model (model.family bert or deberta: no decoder)")
+        idle(s, "schedule", "reduce_decoder", "with an encoder model (no decoder)")
     if not any(stage.get("ffn_ratio", 1.0) < 1 for stage in stages):
         idle(s, "schedule", scores,
              f"with schedule={s.name} (no stage narrows the FFN, so no activation scores are computed)")
@@ -334,9 +341,10 @@ def check_model_applies(m, task, seq2seq: bool) -> None:
                               f"{m.name!r}")
         idle(m, "model", "device_map", "with model.from_config (random weights are built, not loaded)")
     if seq2seq:
-        why = "with model.family='t5' (text-to-text: no classification head)"
+        why = f"with model.family={m.family!r} (text-to-text: no classification head)"
         idle(m, "model", ["pooling", "head_dropout"], why)
-        idle(m, "model", "attention_dropout", "with model.family='t5' (T5 has one dropout rate: model.dropout)")
+        idle(m, "model", "attention_dropout", f"with model.family={m.family!r} (T5 has one dropout rate: "
+                                              f"model.dropout)")
         if task.generate_max_tokens is not None:
             idle(m, "model", "max_new_tokens", f"with task.generate_max_tokens={task.generate_max_tokens} (the "
                                                f"task's decoding length wins)")
@@ -371,7 +379,7 @@ def check_task_applies(task, seq2seq: bool) -> None:
     if task.type == "span_qa":
         if seq2seq:
             idle(task, "task", ["doc_stride", "n_best", "max_answer_length", "null_threshold"],
-                 "with model.family='t5' (span QA as text-to-text: the answer is generated, not a scored span)")
+                 "with a text-to-text model (span QA as text-to-text: the answer is generated, not a scored span)")
         else:
             idle(task, "task", "no_answer_text", "with an encoder model (the T5 target of unanswerable questions)")
             if not task.allow_no_answer:
@@ -420,7 +428,7 @@ def check_trainer_applies(t) -> None:
 def check_applicable(cfg, computes_scores: bool = False) -> None:
     """Every option that does not apply to the config's choices is at its default (see the rules above);
     `computes_scores`: the schedule.* keys of the activation scores are read anyway (tools/scores.py)."""
-    seq2seq = cfg.model.family == "t5"
+    seq2seq = model_family(cfg.model.family).seq2seq
     check_prompt_applies(cfg.prompt)
     check_schedule_applies(cfg.schedule, cfg.prompt.type, seq2seq, computes_scores)
     check_model_applies(cfg.model, cfg.task, seq2seq)
@@ -505,12 +513,12 @@ def record_failure(cfg, run_dir: Path, err: Exception) -> None:
 
 
 def _check_all(cfg, run_dir, computes_scores: bool = False) -> None:
-    seq2seq = cfg.model.family == "t5"
     check_trainer(cfg.trainer)
     check_optim(cfg.optim)
-    check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
     check_schedule(cfg.schedule)
+    seq2seq = model_family(cfg.model.family).seq2seq
+    check_task(cfg.task, seq2seq)
     check_applicable(cfg, computes_scores)
     check_model(cfg.model, cfg.task)
     check_device(cfg.trainer.device)

@@ -9,17 +9,17 @@ import torch
 
 from ..extras import require
 from ..prompts import PREFIX_ATTENTION, PROMPT_TYPES, captured_keys_values
-from .bert import BertFamily
+from .bert import BertFamily  # each family module registers its family when imported
 from .deberta import DebertaFamily
-from .family import FFN, Family
+from .family import FAMILIES, FFN, Family, family_named, register_family
 from .t5 import T5Family
 from .wrappers import PromptedEncoder, PromptedSeq2Seq
 
-FAMILIES: dict[str, Family] = {"bert": BertFamily(), "t5": T5Family(), "deberta": DebertaFamily()}
 # what a deep prompt reaches: model.family -> models, each with model.attn_implementation sdpa or eager
 SUPPORTED = "bert (BERT, RoBERTa, MiniLM), t5 (T5, T5 v1.1 / LM-adapt), deberta (DeBERTa-v2, DeBERTa-v3)"
 
-__all__ = ["FAMILIES", "FFN", "Family", "build_model", "check_prefix_reaches", "load_backbone", "load_tokenizer",
+__all__ = ["FAMILIES", "FFN", "BertFamily", "DebertaFamily", "Family", "T5Family", "build_model", "family_named",
+           "register_family", "check_prefix_reaches", "load_backbone", "load_tokenizer",
            "resolve_path"]
 
 
@@ -33,9 +33,7 @@ def resolve_path(name: str) -> str:
 
 
 def get_family(model_cfg) -> Family:
-    if model_cfg.family not in FAMILIES:
-        raise ValueError(f"model.family={model_cfg.family!r} is not one of {sorted(FAMILIES)}")
-    return FAMILIES[model_cfg.family]
+    return family_named(model_cfg.family)
 
 
 def load_tokenizer(model_cfg):

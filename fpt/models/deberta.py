@@ -33,6 +33,7 @@ from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfA
 
 from ..prompts import gate_values, gated_output
 from .bert import BertFamily
+from .family import register_family
 
 
 
@@ -132,10 +133,10 @@ def _mask_of_the_tokens(embeddings, args, kwargs):
     return args, kwargs
 
 
+@register_family("deberta")
 class DebertaFamily(BertFamily):
     """Laid out as BERT (encoder.layer[i].attention.self, intermediate/output FFN); its own attention module."""
 
-    name = "deberta"
     seq2seq = False
     hf_attn_implementation = "eager"  # DeBERTa's only one in transformers; ours are chosen by fpt_kernel
 

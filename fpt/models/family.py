@@ -1,7 +1,8 @@
 """What the rest of fpt needs to know about a model family, in one small interface.
 
-One subclass per family (bert.py, t5.py): where the attention modules, the layer stacks and the
-FFNs live. Adding another family (DeBERTa, ...) means writing one such file and registering it.
+One subclass per family (bert.py, t5.py, deberta.py): where the attention modules, the layer stacks and the
+FFNs live, registered as model.family with `@register_family(name)`. Adding another family means writing one such
+file (imported by fpt/models/__init__.py).
 """
 from __future__ import annotations
 
@@ -37,6 +38,26 @@ class FFN:
         projs = self.in_projs
         a = self.act(projs[0](h))
         return a * projs[1](h) if len(projs) == 2 else a
+
+
+FAMILIES: dict[str, Family] = {}  # model.family -> its Family
+
+
+def register_family(name: str):
+    """Class decorator: an instance of the Family subclass is model.family `name`."""
+    def register(cls):
+        if name in FAMILIES:
+            raise ValueError(f"model family {name!r} is registered twice")
+        cls.name = name
+        FAMILIES[name] = cls()
+        return cls
+    return register
+
+
+def family_named(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"model.family={name!r}: expected one of {list(FAMILIES)}")
+    return FAMILIES[name]
 
 
 class Family:

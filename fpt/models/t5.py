@@ -1,11 +1,11 @@
 """T5-like encoder-decoders (T5, T5 v1.1 / LM-adapt): where attention, layers and FFNs live."""
 from transformers.models.t5.modeling_t5 import eager_attention_forward
 
-from .family import FFN, Family
+from .family import FFN, Family, register_family
 
 
+@register_family("t5")
 class T5Family(Family):
-    name = "t5"
     seq2seq = True
     eager_attention = staticmethod(eager_attention_forward)
 

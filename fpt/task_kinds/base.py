@@ -18,6 +18,19 @@ from ..tasks import TaskDataError, text
 
 CHECK_ROWS = 20  # rows encoded first, so a wrong column or label fails before any heavy work
 
+KINDS: dict[str, Kind] = {}  # task.type -> its Kind (fpt/task_kinds/__init__.py imports every kind module)
+
+
+def register_kind(name: str):
+    """Class decorator: an instance of the Kind subclass is task.type `name`."""
+    def register(cls):
+        if name in KINDS:
+            raise ValueError(f"task kind {name!r} is registered twice")
+        cls.name = name
+        KINDS[name] = cls()
+        return cls
+    return register
+
 
 class Kind:
     name = ""

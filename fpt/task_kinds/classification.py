@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..metrics import UNREADABLE
 from ..batching import Features
 from ..tasks import encode_pairs, label_index, text, text_fields
-from .base import Kind
+from .base import Kind, register_kind
 
 
 def label_from_text(task, generated: str):
@@ -23,9 +23,8 @@ def label_from_text(task, generated: str):
     return names.index(squeeze(generated)) if squeeze(generated) in names else UNREADABLE
 
 
+@register_kind("classification")
 class Classification(Kind):
-    name = "classification"
-
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         if not task.labels:
@@ -100,6 +99,3 @@ class Classification(Kind):
 
     def text_record(self, task, generated, reference):
         return self.label_name(task, self.from_text(task, generated)), self.label_name(task, reference)
-
-
-KIND = Classification()

@@ -10,13 +10,12 @@ import math
 
 from ..batching import Features
 from ..tasks import TaskDataError, column, encode_pairs, label_index, text, text_fields
-from .base import Kind
+from .base import Kind, register_kind
 from .classification import Classification
 
 
+@register_kind("multiple_choice")
 class MultipleChoice(Classification):
-    name = "multiple_choice"
-
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         if not seq2seq and len(task.choice_fields) < 2:
@@ -66,6 +65,3 @@ class MultipleChoice(Classification):
         return list(outputs), list(features.meta), scores
 
     text_record = Kind.text_record  # T5 records: the choice index itself, as the BERT ones
-
-
-KIND = MultipleChoice()

@@ -13,7 +13,7 @@ import re
 
 from ..batching import Features
 from ..tasks import TaskDataError, column, encode_pairs, text_fields
-from .base import Kind
+from .base import Kind, register_kind
 
 
 def clean_passage(passage: str) -> str:
@@ -26,8 +26,8 @@ def _unique(values) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+@register_kind("record")
 class Record(Kind):
-    name = "record"
     generates_text = True
 
     def _row(self, task, row) -> dict:
@@ -97,6 +97,3 @@ class Record(Kind):
 
     def from_text(self, task, generated):
         return generated.strip()
-
-
-KIND = Record()

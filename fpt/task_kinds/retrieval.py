@@ -18,7 +18,7 @@ from ..readers.beir import load_corpus
 from ..readers.common import FormatError
 from ..retrieval.measures import MEASURES
 from ..tasks import TaskDataError, resolve_data_dir
-from .base import Kind
+from .base import Kind, register_kind
 
 
 def corpus_of(task, rows: list[dict]) -> dict[str, dict]:
@@ -38,8 +38,8 @@ def passage_text(passage: dict) -> str:
     return f"{passage['title']} {passage['text']}".strip()
 
 
+@register_kind("retrieval")
 class Retrieval(Kind):
-    name = "retrieval"
     t5 = False
 
     def __init__(self):
@@ -212,6 +212,3 @@ class Retrieval(Kind):
         """Prediction records as a TREC run: `query-id Q0 passage-id rank score tag`, one line per passage."""
         return "".join(f"{r['id']} Q0 {pid} {rank} {score} {tag}\n" for r in records
                        for rank, (pid, score) in enumerate(r["prediction"], 1))
-
-
-KIND = Retrieval()

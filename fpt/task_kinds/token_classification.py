@@ -18,7 +18,7 @@ import unicodedata
 from ..metrics import compute_metrics, iob1_to_iob2
 from ..batching import Features
 from ..tasks import TaskDataError, column, text
-from .base import Kind
+from .base import Kind, register_kind
 
 NO_SPANS = "none"
 
@@ -94,9 +94,8 @@ def tags_from_text(generated: str, words: list[str], types: list[str]) -> list[s
     return tags
 
 
+@register_kind("token_classification")
 class TokenClassification(Kind):
-    name = "token_classification"
-
     def num_labels(self, task):
         return len(tag_labels(task))
 
@@ -217,6 +216,3 @@ class TokenClassification(Kind):
 
     def text_record(self, task, generated, reference):
         return self.from_text(task, generated), reference["tags"]
-
-
-KIND = TokenClassification()
