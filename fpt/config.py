@@ -47,10 +47,10 @@ class Pooling(Choice):  # BERT-family pooled heads
 
 
 class PromptInit(Choice):  # which ones a prompt.type takes: fpt/prompt_methods.py (`inits`)
-    uniform = "uniform"
-    normal = "normal"
-    vocab = "vocab"
-    text = "text"
+    uniform = "uniform"  # shallow: U(-init_range, init_range)
+    normal = "normal"    # deep: N(0, 1)
+    vocab = "vocab"      # random vocabulary tokens' embeddings (deep: their keys/values)
+    text = "text"        # the tokens of prompt.init_text
 
 
 class RetrieverArch(Choice):
@@ -75,7 +75,7 @@ class SearchBackend(Choice):  # exact search
 
 
 class NegativeSource(Choice):  # retrieval: where the hard negatives come from
-    qrels = "qrels"  # judged score 0 / DPR's hard_negative_ctxs
+    qrels = "qrels"  # judged score 0 / DPR's hard_negative_ctxs, topped up at random
     bm25 = "bm25"    # mined: the top BM25 passages that are not positive
 
 
@@ -224,7 +224,8 @@ class StageConfig:
 class ScheduleConfig:
     name: str = "none"
     stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
-    reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only
+    reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only (SQuAD,
+                                           # ReCoRD, XSum), not for label words (MNLI, QQP)
     # a joining layer's prefix: its optimizer state starts fresh the first time it joins (a returning layer keeps
     # its own)
     new_layer_prefix: NewLayerPrefix = NewLayerPrefix.init
