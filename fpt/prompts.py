@@ -23,9 +23,9 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
+from .prompt_methods import PROMPT_METHODS
 
-# prompt.type: none (full fine-tuning), shallow, deep, bitfit (the backbone's biases train, nothing is added)
-PROMPT_TYPES = ("none", "shallow", "deep", "bitfit")
+PROMPT_TYPES = tuple(PROMPT_METHODS)  # at merge: deleted with build_model's check (fpt/models/__init__.py), its reader
 
 
 # --------------------------------------------------------------------------- shallow prompt

@@ -40,19 +40,6 @@ def load_tokenizer(model_cfg):
     return AutoTokenizer.from_pretrained(resolve_path(model_cfg.tokenizer or model_cfg.name_or_path))
 
 
-def _dropout_overrides(model_cfg, family: Family) -> dict:
-    """Config overrides for model.dropout (every dropout) and model.attention_dropout (attention probabilities)."""
-    p, attention = model_cfg.dropout, model_cfg.attention_dropout
-    if family.name == "t5":
-        if attention is not None:
-            raise ValueError("model.attention_dropout: T5 has one dropout rate (model.dropout); leave it null")
-        return {} if p is None else {"dropout_rate": p}
-    out = {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
-    if attention is not None:
-        out["attention_probs_dropout_prob"] = attention
-    return out
-
-
 def load_backbone(model_cfg, deep_prompt: bool):
     """The pretrained (or config-built) model; deep prompts need our prefix attention kernel."""
     family = get_family(model_cfg)
@@ -76,7 +63,7 @@ def load_backbone(model_cfg, deep_prompt: bool):
 
 def _load(model_cfg, family: Family, attn: str):
     model_cls = AutoModelForSeq2SeqLM if family.seq2seq else AutoModel
-    extra = _dropout_overrides(model_cfg, family)
+    extra = family.dropout_overrides(model_cfg.dropout, model_cfg.attention_dropout)
     if model_cfg.from_config:
         settings = dict(model_cfg.from_config)
         config = AutoConfig.for_model(settings.pop("model_type"), **settings, **extra)

@@ -69,6 +69,14 @@ class Family:
     def prepare(self, backbone, attn_implementation: str) -> None:
         """Make a freshly loaded backbone ready for prompts (DeBERTa: its own prefix attention)."""
 
+    def dropout_overrides(self, dropout: float | None, attention_dropout: float | None) -> dict:
+        """HF config overrides for model.dropout (every dropout) and model.attention_dropout (attention
+        probabilities), in BERT's key names."""
+        out = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        if attention_dropout is not None:
+            out["attention_probs_dropout_prob"] = attention_dropout
+        return out
+
     def attention_sites(self, backbone) -> list[tuple[str, nn.Module]]:
         """(site name, attention module) pairs that get a deep-prompt prefix, in a fixed order."""
         raise NotImplementedError

@@ -9,6 +9,11 @@ class T5Family(Family):
     seq2seq = True
     eager_attention = staticmethod(eager_attention_forward)
 
+    def dropout_overrides(self, dropout, attention_dropout):
+        if attention_dropout is not None:
+            raise ValueError("model.attention_dropout: T5 has one dropout rate (model.dropout); leave it null")
+        return {} if dropout is None else {"dropout_rate": dropout}
+
     def attention_sites(self, backbone):
         sites = [(f"encoder.{i}.self", b.layer[0].SelfAttention) for i, b in enumerate(backbone.encoder.block)]
         for i, b in enumerate(backbone.decoder.block):
