@@ -359,23 +359,16 @@ def check_model_applies(m, task, seq2seq: bool) -> None:
                  default=file_value("model", m.name, "head_dropout"))
 
 
-# task.<key>: the task kinds (task.type) that read it
-KIND_KEYS = {"span_qa": ["doc_stride", "n_best", "max_answer_length", "null_threshold", "allow_no_answer",
-                         "no_answer_text"],
-             "token_classification": ["tokens_field", "tags_field", "tag_scheme", "tag_types", "predicate_field"],
-             "multiple_choice": ["choice_fields"], "generation": ["target"]}
-KIND_KEYS_SHARED = {"answers_field": ("span_qa", "record"), "group_field": ("classification", "multiple_choice",
-                                                                           "regression")}
 TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_max_tokens"]  # T5 only
 
 
 def check_task_applies(task, seq2seq: bool) -> None:
-    for kind, keys in KIND_KEYS.items():
-        if task.type != kind:
-            idle(task, "task", keys, f"with task.type={task.type!r} (read by {kind} tasks only)")
-    for key, kinds in KIND_KEYS_SHARED.items():
-        if task.type not in kinds:
-            idle(task, "task", key, f"with task.type={task.type!r} (read by {' and '.join(kinds)} tasks only)")
+    from .task_kinds import KINDS, get_kind  # each kind says which kind-specific task.* keys it reads (`reads`)
+    own = get_kind(task).reads
+    for key in dict.fromkeys(key for kind in KINDS.values() for key in kind.reads):
+        if key not in own:
+            readers = " and ".join(name for name, kind in KINDS.items() if key in kind.reads)
+            idle(task, "task", key, f"with task.type={task.type!r} (read by {readers} tasks only)")
     if task.type == "span_qa":
         if seq2seq:
             idle(task, "task", ["doc_stride", "n_best", "max_answer_length", "null_threshold"],

@@ -38,6 +38,7 @@ class Kind:
     t5 = True     # has a text-to-text form
     generates_text = False  # its T5 targets are free text (not label words): growth shrinks the decoder too
     no_answer_metric_keys: tuple = ()  # metric keys added when task.allow_no_answer (span QA)
+    reads: tuple = ()  # the kind-specific task.* keys it reads (another kind's stay at their defaults: fpt/validate.py)
 
     # ---------------------------------------------------------------- config checks
     def check_config(self, task, seq2seq: bool) -> None:

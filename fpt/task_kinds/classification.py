@@ -25,6 +25,7 @@ def label_from_text(task, generated: str):
 
 @register_kind("classification")
 class Classification(Kind):
+    reads = ("group_field",)
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         if not task.labels:

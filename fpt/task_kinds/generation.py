@@ -11,6 +11,7 @@ from .base import Kind, register_kind
 
 @register_kind("generation")
 class Generation(Kind):
+    reads = ("target",)
     bert = False
     generates_text = True
 

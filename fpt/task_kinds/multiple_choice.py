@@ -16,6 +16,7 @@ from .classification import Classification
 
 @register_kind("multiple_choice")
 class MultipleChoice(Classification):
+    reads = ("group_field", "choice_fields")
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         if not seq2seq and len(task.choice_fields) < 2:

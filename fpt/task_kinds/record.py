@@ -28,6 +28,7 @@ def _unique(values) -> list[str]:
 
 @register_kind("record")
 class Record(Kind):
+    reads = ("answers_field",)
     generates_text = True
 
     def _row(self, task, row) -> dict:

@@ -18,6 +18,8 @@ from .base import Kind, register_kind
 
 @register_kind("span_qa")
 class SpanQA(Kind):
+    reads = ("answers_field", "doc_stride", "n_best", "max_answer_length", "null_threshold", "allow_no_answer",
+             "no_answer_text")
     generates_text = True
     # what the squad_v2 metric adds for unanswerable questions (task.allow_no_answer): checked at start-up
     no_answer_metric_keys = ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")

@@ -96,6 +96,7 @@ def tags_from_text(generated: str, words: list[str], types: list[str]) -> list[s
 
 @register_kind("token_classification")
 class TokenClassification(Kind):
+    reads = ("tokens_field", "tags_field", "tag_scheme", "tag_types", "predicate_field")
     def num_labels(self, task):
         return len(tag_labels(task))
 

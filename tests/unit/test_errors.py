@@ -147,7 +147,7 @@ CASES = [
     ("generation target on classification", ["task.target='{summary}'"], ConfigError,
      ["task.target='{{summary}}'", "generation tasks only"]),
     ("answers column on classification", ["task.answers_field=gold"], ConfigError,
-     ["task.answers_field='gold'", "span_qa and record tasks only"]),
+     ["task.answers_field='gold'", "(read by record and span_qa tasks only)"]),
     ("question id on tagging", ["task=conll03", "task.group_field=id"], ConfigError,
      ["task.group_field='id'", "with task.type='token_classification'"]),
     ("span scoring on T5", ["model=tiny-t5", "task=squad", "task.n_best=5"], ConfigError,
