@@ -115,7 +115,7 @@ class EvalStrategy(Choice):
 class ModelConfig:
     name: str = MISSING                 # short name used in results and score files
     name_or_path: str = MISSING         # hub id, local folder, or "bundled:minilm"
-    family: str = MISSING               # a registered family (fpt/models/): bert (BERT/RoBERTa/MiniLM), t5, deberta
+    family: str = MISSING               # a registered model family (fpt/models/family.py)
     tokenizer: Optional[str] = None     # defaults to name_or_path
     from_config: Optional[dict[str, Any]] = None  # build random weights from this HF config (tiny test models)
     attn_implementation: AttnImplementation = AttnImplementation.sdpa
@@ -130,7 +130,7 @@ class ModelConfig:
 
 @dataclass
 class PromptConfig:
-    type: str = MISSING                 # a registered prompt method (fpt/prompt_methods.py): none, shallow, deep, bitfit
+    type: str = MISSING                 # a registered prompt method (fpt/prompt_methods.py)
     length: int = 20
     init: PromptInit = PromptInit.uniform
     init_range: Optional[float] = None  # shallow uniform half-width, default 1/sqrt(d_model)

@@ -3,8 +3,8 @@
 `check_config(cfg, run_dir)` (called once by fpt.runs.launch.main) checks every numeric field with a meaning, the
 registered names (task.type, model.family, prompt.type, task.metrics: their registries say which exist; the fixed
 choices are enums that OmegaConf checked when composing, fpt/config.py), the options that do not apply to those
-choices (`check_applicable`), the device,
-the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
+choices (`check_applicable`), the device, the model (its folder, and task.max_length against its position
+embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
 Imports stay light until the cheap checks passed: model.family is looked up in the family registry, which
