@@ -171,7 +171,7 @@ class TaskConfig:
     files: dict[str, str] = field(default_factory=dict)  # split -> file name inside data_dir
     header: bool = True                 # tsv/csv: first line is a header
     column_names: Optional[list[str]] = None  # tsv/csv without header
-    text_fields: list[str] = MISSING    # one or two input columns (BERT: a sentence pair)
+    text_fields: list[str] = MISSING    # one or two input columns (BERT: a sentence pair), or "{col}" templates
     label_field: str = "label"
     labels: list[str] = field(default_factory=list)      # raw label values, in class-index order
     verbalizers: list[str] = field(default_factory=list)  # T5 target text per label

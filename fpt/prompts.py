@@ -46,14 +46,12 @@ class ShallowPrompt(nn.Module):
         if init == "uniform":  # FPT: U(-r, r) with r = 1/sqrt(d_model) unless given
             r = init_range if init_range is not None else 1.0 / math.sqrt(hidden_size)
             nn.init.uniform_(weight, -r, r)
-        elif init in ("vocab", "text"):
+        else:  # vocab, text (the inits a shallow prompt takes: fpt/prompt_methods.py, checked at start-up)
             if embed is None or not init_token_ids:
                 raise ValueError(f"prompt.init={init!r} needs the token embeddings and token ids to copy")
             ids = torch.tensor(init_token_ids)[torch.arange(length) % len(init_token_ids)]
             with torch.no_grad():
                 weight.copy_(embed(ids).detach())
-        else:
-            raise ValueError(f"prompt.init={init!r}: expected one of uniform, vocab, text")
         self.embeds = nn.Parameter(weight)
 
     def forward(self, batch_size: int) -> torch.Tensor:
