@@ -72,6 +72,18 @@ def test_a_registered_task_kind_is_found_by_task_type():
         get_kind(compose(*TINY, "task.type=tabular").task)
 
 
+def test_a_task_kind_says_which_kind_specific_keys_it_reads():
+    @register_kind("choice_classification")
+    class ChoiceClassification(Classification):
+        reads = ("group_field", "choice_fields")
+
+    check_applicable(compose(*TINY, "task.type=choice_classification", "task.choice_fields=[a,b]"))
+    with pytest.raises(ConfigError, match=r"task.choice_fields=\['a', 'b'\]: has no effect with "
+                                          r"task.type='classification' \(read by multiple_choice and "
+                                          r"choice_classification tasks only\)"):
+        check_applicable(compose(*TINY, "task.choice_fields=[a,b]"))
+
+
 def test_a_registered_model_family_is_found_by_model_family():
     @register_family("bert_like")
     class BertLike(BertFamily):
