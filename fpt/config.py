@@ -1,27 +1,126 @@
 """Structured configs: one dataclass per config group, so a typo'd key fails at start-up.
 
 The YAML files in conf/<group>/ are validated against these schemas by Hydra
-(each group's files start from the `<group>_schema` default registered below).
+(each group's files start from the `<group>_schema` default registered below). This file is where a field is
+described; conf/*.yaml and docs/ do not repeat it.
+
+A field with a fixed set of values is a `Choice` enum below: OmegaConf refuses any other value when the config is
+composed, naming the key and the allowed values, so the code that reads a choice does not check it again. A new
+value is one new member here (plus the code that reads it). The choices that are extension points hold a registered
+name instead, checked against their registry at start-up (fpt/validate.py): task.type (fpt/task_kinds/base.py,
+`register_kind`), model.family (fpt/models/family.py, `register_family`), prompt.type (fpt/prompt_methods.py,
+`register_prompt_method`) and task.metrics / task.metric (fpt/metrics.py, `register_metric`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
+class Choice(str, Enum):
+    """A fixed choice. A str, so `cfg.optim.name == "adamw"`, f-strings, config.yaml and run identities read
+    exactly as the plain string did; a member's name is its value (OmegaConf writes and parses the name)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class AttnImplementation(Choice):
+    sdpa = "sdpa"
+    eager = "eager"
+
+
+class Pooling(Choice):  # BERT-family pooled heads
+    pooler = "pooler"  # the backbone's pooler (as P-tuning v2)
+    cls = "cls"        # the [CLS] state
+    mean = "mean"      # the mean over the real tokens
+
+
+class PromptInit(Choice):  # which ones a prompt.type takes: fpt/prompt_methods.py (`inits`)
+    uniform = "uniform"  # shallow: U(-init_range, init_range)
+    normal = "normal"    # deep: N(0, 1)
+    vocab = "vocab"      # random vocabulary tokens' embeddings (deep: their keys/values)
+    text = "text"        # the tokens of prompt.init_text
+
+
+class RetrieverArch(Choice):
+    dpr = "dpr"          # one vector per text
+    colbert = "colbert"  # token vectors, MaxSim
+
+
+class RetrieverPooling(Choice):  # dpr
+    cls = "cls"
+    mean = "mean"  # over the real tokens
+
+
+class Similarity(Choice):  # dpr (colbert: always cosine per token)
+    dot = "dot"
+    cosine = "cosine"
+
+
+class SearchBackend(Choice):  # exact search
+    torch = "torch"  # matmul
+    faiss = "faiss"  # IndexFlatIP
+    auto = "auto"    # faiss if installed
+
+
+class NegativeSource(Choice):  # retrieval: where the hard negatives come from
+    qrels = "qrels"  # judged score 0 / DPR's hard_negative_ctxs, topped up at random
+    bm25 = "bm25"    # mined: the top BM25 passages that are not positive
+
+
+class TagScheme(Choice):
+    IOB1 = "IOB1"  # converted to IOB2 when read (CoNLL-2003's files)
+    IOB2 = "IOB2"
+
+
+class NewLayerPrefix(Choice):  # deep prompts: how a joining layer's prefix starts
+    init = "init"  # its own untrained init
+    copy = "copy"  # the nearest trained layer's prefix
+    gate = "gate"  # its init behind a learnable per-site gate at 0: no effect at the join, grows in as it trains
+
+
+class KeepLayers(Choice):  # which layers a stage keeps
+    spread = "spread"  # evenly spaced, first and last (as FPT)
+    bottom = "bottom"  # the first k: their inputs are the full model's own
+
+
+class Optimizer(Choice):
+    adamw = "adamw"
+    adafactor = "adafactor"
+
+
+class LRSchedule(Choice):
+    linear = "linear"
+    constant = "constant"
+    exponential = "exponential"  # lr x optim.decay_per_epoch after every epoch
+
+
+class EvalStrategy(Choice):
+    steps = "steps"  # every trainer.eval_every steps
+    epoch = "epoch"  # after every pass over the data
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING                 # short name used in results and score files
     name_or_path: str = MISSING         # hub id, local folder, or "bundled:minilm"
-    family: str = MISSING               # "bert" (BERT/RoBERTa/MiniLM) or "t5"
+    family: str = MISSING               # a registered model family (fpt/models/family.py)
     tokenizer: Optional[str] = None     # defaults to name_or_path
     from_config: Optional[dict[str, Any]] = None  # build random weights from this HF config (tiny test models)
-    attn_implementation: str = "sdpa"   # "sdpa" or "eager"
+    attn_implementation: AttnImplementation = AttnImplementation.sdpa
     target_prefix: str = ""             # text put before every T5 target (FPT: "<extra_id_0>")
-    pooling: str = "pooler"             # BERT heads: "pooler" (as P-tuning v2), "cls" or "mean"
+    pooling: Pooling = Pooling.pooler
     head_dropout: float = 0.1
     dropout: Optional[float] = None     # override the backbone's dropout probabilities (FPT: 0)
     attention_dropout: Optional[float] = None  # attention-probability dropout when it differs (default: dropout)
@@ -31,9 +130,9 @@ class ModelConfig:
 
 @dataclass
 class PromptConfig:
-    type: str = MISSING                 # "none" (full fine-tuning), "shallow", "deep" or "bitfit" (biases only)
+    type: str = MISSING                 # a registered prompt method (fpt/prompt_methods.py)
     length: int = 20
-    init: str = "uniform"               # shallow: uniform | vocab | text; deep: normal | vocab | text
+    init: PromptInit = PromptInit.uniform
     init_range: Optional[float] = None  # shallow uniform half-width, default 1/sqrt(d_model)
     init_text: str = ""                 # shallow init="text"
     projection: bool = False            # deep: P-tuning v2 reparameterization MLP
@@ -44,17 +143,17 @@ class PromptConfig:
 @dataclass
 class RetrieverConfig:
     """task.type=retrieval: the retriever on top of the backbone (fpt/models/retrieval.py, docs/retrieval.md)."""
-    arch: str = "dpr"                   # dpr (one vector per text) | colbert (token vectors, MaxSim)
+    arch: RetrieverArch = RetrieverArch.dpr
     shared: bool = True                 # one encoder for queries and passages; false: a prompt (or, fine-tuned, a
                                         # backbone copy) of their own for the passages
-    pooling: str = "mean"               # dpr: cls | mean (over the real tokens)
-    similarity: str = "cosine"          # dpr: dot | cosine (colbert: always cosine per token)
+    pooling: RetrieverPooling = RetrieverPooling.mean
+    similarity: Similarity = Similarity.cosine
     temperature: float = 0.05           # softmax temperature of the contrastive loss (and of the calibrated scores)
     query_max_length: int = 64          # query tokens (passages: task.max_length)
     dim: int = 128                      # colbert: token vector size (a trained linear map)
     query_marker: str = "[unused0]"     # colbert: token after [CLS] of a query
     doc_marker: str = "[unused1]"       # colbert: token after [CLS] of a passage
-    search: str = "auto"                # exact search: torch (matmul) | faiss (IndexFlatIP) | auto (faiss if installed)
+    search: SearchBackend = SearchBackend.auto
     top_k: int = 100                    # passages kept per query (metrics, predictions)
     chunk_size: int = 8192              # passages scored at once (peak memory: queries x chunk_size scores)
 
@@ -62,9 +161,7 @@ class RetrieverConfig:
 @dataclass
 class TaskConfig:
     name: str = MISSING
-    # kind of task (fpt/task_kinds/): classification | regression | multiple_choice | record |
-    # token_classification | span_qa | generation | retrieval
-    type: str = "classification"
+    type: str = "classification"        # a registered task kind (fpt/task_kinds/)
     hub: Optional[list[str]] = None     # datasets.load_dataset args, e.g. [glue, rte]
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "eval": "validation"})
     data_dir: Optional[str] = None      # local files in the official format (overrides hub)
@@ -74,7 +171,7 @@ class TaskConfig:
     files: dict[str, str] = field(default_factory=dict)  # split -> file name inside data_dir
     header: bool = True                 # tsv/csv: first line is a header
     column_names: Optional[list[str]] = None  # tsv/csv without header
-    text_fields: list[str] = MISSING    # one or two input columns (BERT: a sentence pair)
+    text_fields: list[str] = MISSING    # one or two input columns (BERT: a sentence pair), or "{col}" templates
     label_field: str = "label"
     labels: list[str] = field(default_factory=list)      # raw label values, in class-index order
     verbalizers: list[str] = field(default_factory=list)  # T5 target text per label
@@ -94,7 +191,7 @@ class TaskConfig:
     choice_fields: list[str] = field(default_factory=list)  # multiple_choice: columns filled into "{choice}"
     tokens_field: str = "tokens"        # token_classification: word list column
     tags_field: str = "tags"            # token_classification: tag list column (strings or class indices)
-    tag_scheme: str = "IOB2"            # IOB1: tags are converted to IOB2 when read (CoNLL-2003's files)
+    tag_scheme: TagScheme = TagScheme.IOB2  # token_classification: how the tag files are written
     tag_types: list[str] = field(default_factory=list)  # labels = O, B-t, I-t for each type t (instead of labels)
     predicate_field: Optional[str] = None  # SRL: predicate word index, appended after [SEP] as a 2nd segment
     conll_columns: list[int] = field(default_factory=lambda: [0, -1])  # format conll: token and tag column
@@ -110,8 +207,7 @@ class TaskConfig:
     generate_max_tokens: Optional[int] = None  # text-to-text: greedy decoding length (default model.max_new_tokens)
     generate_min_tokens: int = 0
     hard_negatives: int = 0             # retrieval: hard negative passages per training query (plus in-batch ones)
-    negatives: str = "qrels"            # retrieval: where they come from: qrels (judged score 0 / DPR's
-                                        # hard_negative_ctxs) | bm25 (mined, top BM25 passages that are not positive)
+    negatives: NegativeSource = NegativeSource.qrels
     shared_files: list[str] = field(default_factory=list)  # files inside data_dir every split reads (BEIR corpus)
     retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
 
@@ -128,14 +224,12 @@ class StageConfig:
 class ScheduleConfig:
     name: str = "none"
     stages: list[StageConfig] = field(default_factory=list)  # empty = the full model throughout
-    reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only
-    # deep prompts, how a joining layer's prefix starts (its optimizer state starts fresh the first time it joins;
-    # a returning layer keeps its own): "init" (its own untrained init), "copy" (the nearest trained layer's
-    # prefix) or "gate" (its init behind a learnable per-site gate at 0: no effect at the join, grows in as it
-    # trains)
-    new_layer_prefix: str = "init"
-    keep_layers: str = "spread"         # which layers a stage keeps: "spread" (evenly spaced, first and last, as
-                                        # FPT) or "bottom" (the first k: their inputs are the full model's own)
+    reduce_decoder: Optional[bool] = None  # T5: shrink the decoder too; null: for generated answers only (SQuAD,
+                                           # ReCoRD, XSum), not for label words (MNLI, QQP)
+    # a joining layer's prefix: its optimizer state starts fresh the first time it joins (a returning layer keeps
+    # its own)
+    new_layer_prefix: NewLayerPrefix = NewLayerPrefix.init
+    keep_layers: KeepLayers = KeepLayers.spread
     stage_warmup_steps: int = 0         # > 0: linear LR warm-up over this many steps after each stage change
     eval_final_at_stage_end: bool = False  # diagnostic: at each partial stage's end, also score the prompt on
                                            # the model the run ends with (metrics.jsonl "eval_final_model")
@@ -147,12 +241,12 @@ class ScheduleConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"                 # adamw | adafactor
+    name: Optimizer = Optimizer.adamw
     lr: float = 1e-2
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    schedule: str = "linear"            # linear | constant | exponential (decay_per_epoch, once per epoch)
+    schedule: LRSchedule = LRSchedule.linear
     decay_per_epoch: float = 0.95       # exponential: lr x this after every epoch (P-tuning v2's NER/SRL/QA)
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
@@ -169,7 +263,7 @@ class TrainerConfig:
     batch_size: int = 32                # global batch (split over DDP ranks and accumulation)
     grad_accum: int = 1
     group_by_length: bool = True        # training batches of similar length (fpt/batching.py; docs/speed.md)
-    eval_strategy: str = "steps"        # steps: every eval_every steps | epoch: after every pass over the data
+    eval_strategy: EvalStrategy = EvalStrategy.steps
     eval_every: int = 100
     eval_batch_size: int = 64
     save_every: Optional[int] = None    # checkpoint every N steps (default: eval_every)
@@ -195,14 +289,6 @@ class ReleasedConfig:
     total_epochs: Optional[int] = None
 
 
-# the choices the code dispatches on (fpt/trainer.py), checked at start-up by fpt/validate.py
-OPTIMIZERS = ("adamw", "adafactor")
-LR_SCHEDULES = ("linear", "constant", "exponential")
-EVAL_STRATEGIES = ("steps", "epoch")
-NEW_LAYER_PREFIXES = ("init", "copy", "gate")  # schedule.new_layer_prefix (ScheduleConfig says what each does)
-KEEP_LAYER_CHOICES = ("spread", "bottom")      # schedule.keep_layers (fpt/growth.py:KEEP_LAYERS)
-PROMPT_INITS = {"shallow": ("uniform", "vocab", "text"),  # prompt.init per prompt.type (fpt/prompts.py ShallowPrompt,
-                "deep": ("normal", "vocab", "text")}      # fpt/models/wrappers.py PromptedModel)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -32,7 +32,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .config import KEEP_LAYER_CHOICES, NEW_LAYER_PREFIXES
+from .config import KeepLayers
+from .prompt_methods import prompt_method
 
 log = logging.getLogger("fpt")
 
@@ -69,8 +70,7 @@ def bottom_layers(keep: int, total: int) -> list[int]:
 
 
 # schedule.keep_layers: which layers a stage of k layers keeps
-KEEP_LAYERS = {"spread": select_layers, "bottom": bottom_layers}
-assert tuple(KEEP_LAYERS) == KEEP_LAYER_CHOICES
+KEEP_LAYERS = {KeepLayers.spread: select_layers, KeepLayers.bottom: bottom_layers}  # schedule.keep_layers
 
 
 def _layer_count(value, total: int, where: str) -> int:
@@ -101,8 +101,6 @@ def resolve_stages(schedule, dims: dict, total_steps: int, reduce_decoder: bool 
     if reduce_decoder is None:
         reduce_decoder = bool(schedule.reduce_decoder)
     reduced = [s for s in stacks if s == "encoder" or reduce_decoder]
-    if schedule.keep_layers not in KEEP_LAYERS:
-        raise ValueError(f"schedule.keep_layers={schedule.keep_layers!r}: expected one of {', '.join(KEEP_LAYERS)}")
     choose = KEEP_LAYERS[schedule.keep_layers]
     stages, cum = [], 0.0
     for k, st in enumerate(schedule.stages):
@@ -223,15 +221,13 @@ class Growth:
         a stage narrows the FFN; fpt.scores.load_or_compute)."""
         if not sched.stages:
             return cls()
-        if prompt_type in ("none", "bitfit"):
+        method = prompt_method(prompt_type)
+        if not method.frozen_backbone:
             raise ValueError(f"schedule={sched.name} grows a frozen model under a prompt; it cannot be combined "
                              f"with prompt={prompt_type} (the backbone's own weights train)")
-        if sched.new_layer_prefix not in NEW_LAYER_PREFIXES:
-            raise ValueError(f"schedule.new_layer_prefix={sched.new_layer_prefix!r}: expected one of "
-                             f"{', '.join(NEW_LAYER_PREFIXES)}")
         if sched.stage_warmup_steps < 0:
             raise ValueError(f"schedule.stage_warmup_steps={sched.stage_warmup_steps}: must be >= 0")
-        if sched.new_layer_prefix == "copy" and prompt_type == "deep" and prompt_projection:
+        if sched.new_layer_prefix == "copy" and method.layer_prefix and prompt_projection:
             raise ValueError("schedule.new_layer_prefix=copy needs per-layer prefixes; with prompt.projection=true "
                              "use schedule.new_layer_prefix=init or gate")
         dims = model.family.dims(model.backbone.config)

@@ -2,7 +2,7 @@
 Evaluation metrics for the prompt tuning experiments.
 
 Every metric is a function `metric(predictions, references) -> dict[str, float]`
-and is listed in METRICS under a short name, so a config can say
+and is registered under a short name (`@register_metric(name, sample=...)`, in METRICS), so a config can say
 `metrics: [accuracy_f1]` and call `compute_metrics(names, predictions, references)`.
 
 Scale: accuracy, F1, exact match and correlations are fractions in 0..1,
@@ -21,6 +21,7 @@ scikit-learn and scipy are imported by the metrics that use them, so importing t
 import re
 import string
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Callable
 
 import inspect
@@ -33,6 +34,38 @@ UNREADABLE = -1  # a generated answer that matches no verbalizer
 def sk_f1_score(*args, **kwargs):
     from sklearn.metrics import f1_score
     return f1_score(*args, **kwargs)
+
+# -----------------------------------------------------------------------------
+# registry
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: its function and a tiny (predictions, references) sample, which the start-up check
+    (fpt/evaluation.py metric_keys) scores to learn the keys the metric returns."""
+    name: str
+    fn: Callable
+    sample: tuple
+
+    def __call__(self, predictions, references, **options) -> dict[str, float]:
+        return self.fn(predictions, references, **options)
+
+
+METRICS: dict[str, Metric] = {}  # task.metrics names
+
+
+def register_metric(name: str, *, sample: tuple):
+    """Function decorator: `metric(predictions, references, [options]) -> dict` is task.metrics name `name`;
+    `sample` (required) is (predictions, references) it scores at start-up."""
+    if not (isinstance(sample, tuple) and len(sample) == 2):
+        raise ValueError(f"metric {name!r}: sample={sample!r}: expected (predictions, references), which the "
+                         f"start-up check scores")
+
+    def register(fn):
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is registered twice")
+        METRICS[name] = Metric(name, fn, sample)
+        return fn
+    return register
 
 # -----------------------------------------------------------------------------
 # helpers
@@ -73,6 +106,7 @@ def _classes(predictions, references):
 # -----------------------------------------------------------------------------
 # classification (GLUE / SuperGLUE)
 
+@register_metric("accuracy", sample=([0, 1], [0, 1]))
 def accuracy(predictions, references):
     """Fraction of predictions equal to their reference label."""
     _check_lengths(predictions, references)
@@ -88,11 +122,13 @@ def _binary_f1(predictions, references):
     return float(sk_f1_score(_positive(references), _positive(predictions), pos_label=1, average="binary",
                              zero_division=0))
 
+@register_metric("f1", sample=([0, 1], [0, 1]))
 def f1(predictions, references):
     """Binary F1 with positive label 1 (labels are ints 0/1; an UNREADABLE prediction is the wrong one of them)."""
     _check_lengths(predictions, references)
     return {"f1": _binary_f1(predictions, references)}
 
+@register_metric("f1_macro", sample=([0, 1], [0, 1]))
 def f1_macro(predictions, references, labels=None):
     """Unweighted mean of per-class F1 (CB) over `labels`, the task's class indices.
 
@@ -111,6 +147,7 @@ def f1_macro(predictions, references, labels=None):
     return {"f1_macro": float(sk_f1_score(references, predictions, labels=present, average="macro",
                                           zero_division=0))}
 
+@register_metric("matthews", sample=([0, 1], [0, 1]))
 def matthews(predictions, references, labels=None):
     """Matthews correlation, as GLUE CoLA (sklearn matthews_corrcoef), in -1..1.
 
@@ -122,6 +159,7 @@ def matthews(predictions, references, labels=None):
     labels = _classes(predictions, references) if labels is None else labels
     return {"matthews": float(matthews_corrcoef(references, as_wrong(predictions, references, labels)))}
 
+@register_metric("pearson_spearman", sample=([0.0, 1.0, 2.0], [0.0, 1.0, 2.0]))
 def pearson_spearman(predictions, references):
     """Pearson and Spearman correlation of float scores (STS-B); `corr` is their mean.
 
@@ -139,12 +177,14 @@ def pearson_spearman(predictions, references):
     spearman = float(spearmanr(pred, ref)[0])
     return {"pearson": pearson, "spearman": spearman, "corr": (pearson + spearman) / 2}
 
+@register_metric("accuracy_f1", sample=([0, 1], [0, 1]))
 def accuracy_f1(predictions, references):
     """Accuracy, binary F1 and their mean (MRPC, QQP)."""
     out = {**accuracy(predictions, references), **f1(predictions, references)}
     out["mean"] = (out["accuracy"] + out["f1"]) / 2
     return out
 
+@register_metric("accuracy_macro_f1", sample=([0, 1], [0, 1]))
 def accuracy_macro_f1(predictions, references, labels=None):
     """Accuracy, macro F1 over the classes and their mean (SuperGLUE CB)."""
     out = {**accuracy(predictions, references), **f1_macro(predictions, references, labels=labels)}
@@ -202,6 +242,7 @@ def squad_v1_f1(prediction, gold):
 def _max_over_golds(score_fn, prediction, golds):
     return max(score_fn(prediction, gold) for gold in golds)
 
+@register_metric("squad", sample=(["a"], [["a"]]))
 def squad(predictions, references):
     """
     SQuAD v1.1. predictions: answer strings; references: lists of gold answer strings.
@@ -213,6 +254,7 @@ def squad(predictions, references):
     f1s = [_max_over_golds(squad_v1_f1, p, golds) for p, golds in zip(predictions, references)]
     return {"exact_match": _mean(exact), "f1": _mean(f1s)}
 
+@register_metric("record", sample=(["a"], [["a"]]))
 def record(predictions, references):
     """
     ReCoRD: predictions are entity strings, references lists of gold entity strings.
@@ -240,6 +282,7 @@ def _squad_v2_raw_scores(predictions, references, no_answer_text):
         f1s.append(_max_over_golds(squad_f1, pred, scored_golds))
     return preds, has_answer, exact, f1s
 
+@register_metric("squad_v2", sample=(["a", ""], [["a"], []]))
 def squad_v2(predictions, references, no_answer_text="no answer"):
     """
     SQuAD v2.0. references: lists of gold strings; [] or [""] means unanswerable.
@@ -288,6 +331,7 @@ def squad_v2_best_thresh(preds, na_probs, references, no_answer_text="no answer"
 # -----------------------------------------------------------------------------
 # MultiRC
 
+@register_metric("multirc", sample=([1, 0], [{"question_id": 0, "label": 1}, {"question_id": 0, "label": 0}]))
 def multirc(predictions, references):
     """
     MultiRC. predictions: one int label (0/1, or UNREADABLE: the wrong one) per answer option.
@@ -320,6 +364,7 @@ def iob1_to_iob2(tags):
         out.append(tag)
     return out
 
+@register_metric("seqeval", sample=([["B-X", "O"]], [["B-X", "O"]]))
 def seqeval_f1(predictions, references, scheme="IOB2", mode=None):
     """
     Entity-level micro precision/recall/F1 (CoNLL style) and token accuracy via seqeval.
@@ -346,6 +391,7 @@ def seqeval_f1(predictions, references, scheme="IOB2", mode=None):
 # -----------------------------------------------------------------------------
 # summarization
 
+@register_metric("rouge", sample=(["a b"], ["a b"]))
 def rouge(predictions, references, use_stemmer=True):
     """ROUGE-1/2/L F1 (rouge_score package, Porter stemming on by default), averaged over examples."""
     require("rouge_score", "metric rouge (summarization tasks)")
@@ -359,31 +405,12 @@ def rouge(predictions, references, use_stemmer=True):
 # -----------------------------------------------------------------------------
 # retrieval
 
+@register_metric("retrieval", sample=([{"p": 1.0, "q": 0.5}], [{"p": 1}]))
 def retrieval(predictions, references):
     """nDCG@10, MRR@10, Recall@20/100 (ir-measures, as BEIR) of rankings ({passage id: score} per query) against
     qrels ({passage id: relevance} per query); fpt/retrieval/measures.py."""
     from .retrieval.measures import ranking_metrics
     return ranking_metrics(predictions, references)
-
-# -----------------------------------------------------------------------------
-# registry
-
-METRICS: dict[str, Callable] = {
-    "accuracy": accuracy,
-    "f1": f1,
-    "f1_macro": f1_macro,
-    "matthews": matthews,
-    "pearson_spearman": pearson_spearman,
-    "accuracy_f1": accuracy_f1,
-    "accuracy_macro_f1": accuracy_macro_f1,
-    "squad": squad,
-    "squad_v2": squad_v2,
-    "record": record,
-    "multirc": multirc,
-    "seqeval": seqeval_f1,
-    "rouge": rouge,
-    "retrieval": retrieval,
-}
 
 def compute_metrics(names: list[str], predictions, references, **options) -> dict[str, float]:
     """Run the named metrics and merge their outputs into one dict.
@@ -396,6 +423,6 @@ def compute_metrics(names: list[str], predictions, references, **options) -> dic
     results = {}
     for name in names:
         metric = METRICS[name]
-        params = inspect.signature(metric).parameters
+        params = inspect.signature(metric.fn).parameters
         results.update(metric(predictions, references, **{k: v for k, v in options.items() if k in params}))
     return results

@@ -6,15 +6,21 @@ from transformers import get_constant_schedule_with_warmup, get_linear_schedule_
 from transformers.optimization import Adafactor
 
 
+def _adamw(params, cfg):
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
+
+
+def _adafactor(params, cfg):
+    return Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay, scale_parameter=cfg.scale_parameter,
+                     relative_step=cfg.relative_step, warmup_init=cfg.warmup_init)
+
+
+OPTIMIZERS = {"adamw": _adamw, "adafactor": _adafactor}  # optim.name (its choices: Optimizer, fpt/config.py)
+
+
 def build_optimizer(params, cfg):
     """The optimizer of `cfg` (the optim config) over `params`."""
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas),
-                                 eps=cfg.eps)
-    if cfg.name == "adafactor":
-        return Adafactor(params, lr=cfg.lr, weight_decay=cfg.weight_decay, scale_parameter=cfg.scale_parameter,
-                         relative_step=cfg.relative_step, warmup_init=cfg.warmup_init)
-    raise ValueError(f"optim.name={cfg.name!r}: expected adamw or adafactor")
+    return OPTIMIZERS[cfg.name](params, cfg)
 
 
 class EpochDecay:
@@ -35,17 +41,26 @@ class EpochDecay:
         return warm * self.gamma ** (step * self.batch_size // self.num_examples)
 
 
+def _linear(optimizer, cfg, warmup, total_steps, batch_size, num_examples):
+    return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+
+
+def _constant(optimizer, cfg, warmup, total_steps, batch_size, num_examples):
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def _exponential(optimizer, cfg, warmup, total_steps, batch_size, num_examples):
+    if not (batch_size and num_examples):
+        raise ValueError("optim.schedule=exponential decays once per epoch: give batch_size and num_examples")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(cfg.decay_per_epoch, batch_size, num_examples,
+                                                                   warmup))
+
+
+LR_SCHEDULES = {"linear": _linear, "constant": _constant, "exponential": _exponential}  # optim.schedule (LRSchedule)
+
+
 def build_lr_schedule(optimizer, cfg, total_steps: int, batch_size: int | None = None,
                       num_examples: int | None = None):
     """The LR schedule of optim.schedule; `exponential` needs the epoch (batch_size, num_examples)."""
     warmup = cfg.warmup_steps or int(cfg.warmup_ratio * total_steps)
-    if cfg.schedule == "linear":
-        return get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
-    if cfg.schedule == "constant":
-        return get_constant_schedule_with_warmup(optimizer, warmup)
-    if cfg.schedule == "exponential":
-        if not (batch_size and num_examples):
-            raise ValueError("optim.schedule=exponential decays once per epoch: give batch_size and num_examples")
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, EpochDecay(cfg.decay_per_epoch, batch_size,
-                                                                       num_examples, warmup))
-    raise ValueError(f"optim.schedule={cfg.schedule!r}: expected linear, constant or exponential")
+    return LR_SCHEDULES[cfg.schedule](optimizer, cfg, warmup, total_steps, batch_size, num_examples)

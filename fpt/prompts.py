@@ -24,9 +24,6 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
 
-# prompt.type: none (full fine-tuning), shallow, deep, bitfit (the backbone's biases train, nothing is added)
-PROMPT_TYPES = ("none", "shallow", "deep", "bitfit")
-
 
 # --------------------------------------------------------------------------- shallow prompt
 class ShallowPrompt(nn.Module):
@@ -46,14 +43,12 @@ class ShallowPrompt(nn.Module):
         if init == "uniform":  # FPT: U(-r, r) with r = 1/sqrt(d_model) unless given
             r = init_range if init_range is not None else 1.0 / math.sqrt(hidden_size)
             nn.init.uniform_(weight, -r, r)
-        elif init in ("vocab", "text"):
+        else:  # vocab, text (the inits a shallow prompt takes: fpt/prompt_methods.py, checked at start-up)
             if embed is None or not init_token_ids:
                 raise ValueError(f"prompt.init={init!r} needs the token embeddings and token ids to copy")
             ids = torch.tensor(init_token_ids)[torch.arange(length) % len(init_token_ids)]
             with torch.no_grad():
                 weight.copy_(embed(ids).detach())
-        else:
-            raise ValueError(f"prompt.init={init!r}: expected one of uniform, vocab, text")
         self.embeds = nn.Parameter(weight)
 
     def forward(self, batch_size: int) -> torch.Tensor:

@@ -24,7 +24,6 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from . import distributed as dist
 from .batching import collate
 from .build import build
-from .config import EVAL_STRATEGIES
 from .device import pick_device, rank_seed, seed_everything
 from .evaluation import evaluate_splits
 from .flops import step_flops
@@ -33,6 +32,7 @@ from .runs.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_t
 from .runs.identity import fingerprint
 from .runs.results import improves, run_results
 from .runs.trained import tensor_metadata
+from .prompt_methods import prompt_method
 
 
 log = logging.getLogger("fpt")
@@ -77,8 +77,6 @@ class Trainer:
         self.is_main = dist.rank() == 0
         if self.is_main:
             check_loggers(cfg.get("logger"))  # a missing wandb/mlflow fails now, not after loading data and model
-        if self.tcfg.eval_strategy not in EVAL_STRATEGIES:
-            raise ValueError(f"trainer.eval_strategy={self.tcfg.eval_strategy!r}: expected one of {EVAL_STRATEGIES}")
 
         # data, model, growth, optimizer, LR schedule, batch stream (fpt/build.py: the order of every random draw)
         parts = build(cfg, device, is_main=self.is_main)
@@ -88,7 +86,7 @@ class Trainer:
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.model, self.growth = parts.model, parts.growth
         self.init_from, self.step_offset = parts.init_from, parts.step_offset
-        self.backbone_trains = cfg.prompt.type == "none"
+        self.backbone_trains = prompt_method(cfg.prompt.type).trains_backbone
         self.ddp_model = self.model  # DDP-wrapped in run(), once the stage's model is built
         self.micro_batch, self.total_steps = parts.micro_batch, parts.total_steps
         self.stop_step = self._stop_step()
@@ -421,7 +419,7 @@ class Trainer:
     def describe(self) -> list[str]:
         """What this run is, logged at its start (console and train.log)."""
         cfg, t = self.cfg, self.tcfg
-        prompt = cfg.prompt.type + (f" (length {cfg.prompt.length})" if cfg.prompt.type != "none" else "")
+        prompt = cfg.prompt.type + (f" (length {cfg.prompt.length})" if not prompt_method(cfg.prompt.type).trains_backbone else "")
         stages = f", {len(self.growth.stages)} stages" if len(self.growth.stages) > 1 else ""
         evals = f"every {t.eval_every} steps" if t.eval_strategy == "steps" else "every epoch"
         return [f"run folder: {self.run_dir}",

@@ -1,12 +1,16 @@
 """Start-up checks: a config or data error is reported in seconds, before a run folder is written.
 
 `check_config(cfg, run_dir)` (via fpt.runs.results.check_start) checks every numeric field with a meaning, the
-choices the code dispatches on, the options that do not apply to those choices (`check_applicable`), the device,
-the model (its folder, and task.max_length against its position embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
+registered names (task.type, model.family, prompt.type, task.metrics: their registries say which exist; the fixed
+choices are enums that OmegaConf checked when composing, fpt/config.py), the options that do not apply to those
+choices (`check_applicable`), the device, the model (its folder, and task.max_length against its position
+embeddings) and the local data files (read once here; the Trainer takes the same rows). Each failure is a
 ConfigError (a ValueError) naming the key or file, the value and what was expected; docs/errors.md lists them.
 
-Imports stay light: the model check reads config.json (no transformers), torch is imported only for a
-cuda/mps device, and the data files are read with the standard library (hub datasets are checked later).
+Imports stay light until the cheap checks passed: model.family is looked up in the family registry, which
+imports the model code (transformers; `model_family`), the model check reads config.json, torch's device API is
+asked only for a cuda/mps device, and the data files are read with the standard library (hub datasets are checked
+later).
 """
 from __future__ import annotations
 
@@ -21,9 +25,9 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import CONF_DIR
-from .config import (EVAL_STRATEGIES, KEEP_LAYER_CHOICES, LR_SCHEDULES, NEW_LAYER_PREFIXES, OPTIMIZERS, PROMPT_INITS,
-                     ModelConfig, OptimConfig, PromptConfig, ScheduleConfig, TaskConfig, TrainerConfig)
+from .config import ModelConfig, OptimConfig, PromptConfig, ScheduleConfig, TaskConfig, TrainerConfig
 from .extras import require
+from .prompt_methods import prompt_method
 
 
 class ConfigError(ValueError):
@@ -63,6 +67,14 @@ def one_of(key: str, value, choices) -> None:
     need(value in choices, key, value, f"one of {list(choices)}")
 
 
+def to_config_error(lookup, name):
+    """A registry's `lookup(name)`, its unknown-name ValueError (which lists the registered names) as a ConfigError."""
+    try:
+        return lookup(name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 # --------------------------------------------------------------------------- config groups
 def check_trainer(t) -> None:
     positive_int("trainer.max_steps", t.max_steps, optional=True)
@@ -75,7 +87,6 @@ def check_trainer(t) -> None:
     if t.batch_size % (world * t.grad_accum):
         raise ConfigError(f"trainer.batch_size={t.batch_size}: expected a multiple of world size {world} x "
                           f"trainer.grad_accum {t.grad_accum} (the global batch is split over both)")
-    one_of("trainer.eval_strategy", t.eval_strategy, EVAL_STRATEGIES)
     positive_int("trainer.eval_every", t.eval_every)
     positive_int("trainer.eval_batch_size", t.eval_batch_size)
     positive_int("trainer.save_every", t.save_every, optional=True)
@@ -85,8 +96,6 @@ def check_trainer(t) -> None:
 
 
 def check_optim(o) -> None:
-    one_of("optim.name", o.name, OPTIMIZERS)
-    one_of("optim.schedule", o.schedule, LR_SCHEDULES)
     number_in("optim.decay_per_epoch", o.decay_per_epoch, 0, 1, low_open=True)
     number_in("optim.lr", o.lr, 0, math.inf, low_open=True)
     number_in("optim.weight_decay", o.weight_decay, 0, math.inf)
@@ -100,11 +109,11 @@ def check_optim(o) -> None:
 
 
 def check_prompt(p, task) -> None:
-    one_of("prompt.type", p.type, ["none", "shallow", "deep", "bitfit"])  # fpt.prompts.PROMPT_TYPES (not imported: light)
-    if p.type in ("shallow", "deep"):
+    method = to_config_error(prompt_method, p.type)
+    if method.has_prompt:
         positive_int("prompt.length", p.length)
-        one_of("prompt.init", p.init, PROMPT_INITS[p.type])
-    if p.type == "shallow":  # soft tokens before the input; a deep prefix may be longer (P-tuning v2 CoNLL04: 144)
+        one_of("prompt.init", p.init, method.inits)
+    if method.input_tokens:  # soft tokens before the input; a deep prefix may be longer (P-tuning v2 CoNLL04: 144)
         need(p.length <= task.max_length, "prompt.length", p.length,
              f"at most task.max_length={task.max_length} for a shallow prompt (soft tokens longer than the input "
              f"they prompt)")
@@ -114,8 +123,6 @@ def check_prompt(p, task) -> None:
 
 
 def check_schedule(s) -> None:
-    one_of("schedule.new_layer_prefix", s.new_layer_prefix, NEW_LAYER_PREFIXES)
-    one_of("schedule.keep_layers", s.keep_layers, KEEP_LAYER_CHOICES)
     non_negative_int("schedule.stage_warmup_steps", s.stage_warmup_steps)
 
 
@@ -148,13 +155,16 @@ def check_task(task, seq2seq: bool) -> None:
                                   f"inside task.data_dir={task.data_dir!r} for every split read")
 
 
+def model_family(name: str):
+    """The registered family of model.family (fpt/models/family.py)."""
+    from .models import family_named  # lazy: the families' code (transformers), once the cheap checks passed
+    return to_config_error(family_named, name)
+
+
 def check_model(m, task) -> None:
-    one_of("model.family", m.family, ["bert", "t5", "deberta"])  # fpt.models.FAMILIES (not imported: light)
     positive_int("model.max_new_tokens", m.max_new_tokens)
     number_in("model.head_dropout", m.head_dropout, 0, 1)
     number_in("model.dropout", m.dropout, 0, 1, optional=True)
-    one_of("model.attn_implementation", m.attn_implementation, ["sdpa", "eager"])
-    one_of("model.pooling", m.pooling, ["pooler", "cls", "mean"])
     config, where = model_config(m)
     if config is None:
         return  # a hub id not downloaded yet: the loader reports what goes wrong
@@ -260,27 +270,26 @@ def file_value(group: str, name: str, key: str):
     return plain(node[key]) if key in node else schema_default(group, key)
 
 
+PROMPT_KEYS = ["length", "init", "init_range", "init_text", "projection", "projection_hidden", "dropout"]
+
+
 def check_prompt_applies(p) -> None:
-    if p.type == "none":
-        why = "with prompt.type='none' (full fine-tuning: there is no prompt)"
-        idle(p, "prompt", "length", why, default=file_value("prompt", "none", "length"))
-        idle(p, "prompt", ["init", "init_range", "init_text", "projection", "projection_hidden", "dropout"], why)
-        return
-    if p.type == "shallow":
-        idle(p, "prompt", ["projection", "projection_hidden", "dropout"],
-             "with prompt.type='shallow' (the projection MLP and the prefix dropout are deep prompts' only)")
-        if p.init != "uniform":
-            idle(p, "prompt", "init_range", f"with prompt.init={p.init!r} (the half-width of init=uniform only)")
-    else:
-        idle(p, "prompt", "init_range", "with prompt.type='deep' (the half-width of a shallow prompt's uniform "
-                                        "init; deep prefixes start N(0, 1))")
-        if not p.projection:
-            idle(p, "prompt", "projection_hidden", "with prompt.projection=false (the projection MLP's width)")
-        elif p.init != "normal":
-            raise ConfigError(f"prompt.init={p.init!r}: sets the prefix directly, which the projection MLP "
-                              f"(prompt.projection=true) replaces; expected prompt.init=normal or "
-                              f"prompt.projection=false")
-    if p.init != "text":
+    """A prompt method reads the prompt.* keys its registry entry lists (fpt/prompt_methods.py `reads`); the
+    others stay at the method's file's value (prompt=none: length 0) or the schema's default."""
+    method = prompt_method(p.type)
+    why = f"with prompt.type={p.type!r} ({method.summary})"
+    for key in PROMPT_KEYS:
+        if key not in method.reads:
+            idle(p, "prompt", key, why, default=file_value("prompt", p.type, key))
+    if "init_range" in method.reads and p.init != "uniform":
+        idle(p, "prompt", "init_range", f"with prompt.init={p.init!r} (the half-width of init=uniform only)")
+    if "projection_hidden" in method.reads and not p.projection:
+        idle(p, "prompt", "projection_hidden", "with prompt.projection=false (the projection MLP's width)")
+    if p.projection and p.init != "normal":
+        raise ConfigError(f"prompt.init={p.init!r}: sets the prefix directly, which the projection MLP "
+                          f"(prompt.projection=true) replaces; expected prompt.init=normal or "
+                          f"prompt.projection=false")
+    if "init_text" in method.reads and p.init != "text":
         idle(p, "prompt", "init_text", f"with prompt.init={p.init!r} (the text of init=text only)")
 
 
@@ -296,13 +305,14 @@ def check_schedule_applies(s, prompt_type: str, seq2seq: bool, computes_scores: 
                              "eval_final_at_stage_end", "size", *scores],
              f"with schedule={s.name} (no stages: the full model trains throughout)")
         return
-    if prompt_type == "none":
-        raise ConfigError(f"schedule={s.name}: grows a frozen model under a prompt, and prompt.type='none' trains "
-                          f"every weight; expected prompt=shallow or deep, or schedule=none")
+    method = prompt_method(prompt_type)
+    if not method.frozen_backbone:
+        raise ConfigError(f"schedule={s.name}: grows a frozen model under a prompt, and prompt.type={prompt_type!r} "
+                          f"trains the backbone's own weights; expected prompt=shallow or deep, or schedule=none")
     drops = any(stage.get("layers") is not None for stage in stages)
     if not drops:
         idle(s, "schedule", "keep_layers", f"with schedule={s.name} (no stage drops layers)")
-    if prompt_type != "deep":
+    if not method.layer_prefix:
         idle(s, "schedule", "new_layer_prefix", f"with prompt.type={prompt_type!r} (a joining layer's prefix: "
                                                 f"deep prompts only)")
     elif not (drops and len(stages) > 1):
@@ -312,7 +322,7 @@ def check_schedule_applies(s, prompt_type: str, seq2seq: bool, computes_scores: 
         idle(s, "schedule", ["stage_warmup_steps", "eval_final_at_stage_end"],
              f"with schedule={s.name} (one stage: there is no stage change)")
     if not seq2seq:
-        idle(s, "schedule", "reduce_decoder", "with an encoder model (model.family bert or deberta: no decoder)")
+        idle(s, "schedule", "reduce_decoder", "with an encoder model (no decoder)")
     if not any(stage.get("ffn_ratio", 1.0) < 1 for stage in stages):
         idle(s, "schedule", scores,
              f"with schedule={s.name} (no stage narrows the FFN, so no activation scores are computed)")
@@ -330,9 +340,10 @@ def check_model_applies(m, task, seq2seq: bool) -> None:
                               f"{m.name!r}")
         idle(m, "model", "device_map", "with model.from_config (random weights are built, not loaded)")
     if seq2seq:
-        why = "with model.family='t5' (text-to-text: no classification head)"
+        why = f"with model.family={m.family!r} (text-to-text: no classification head)"
         idle(m, "model", ["pooling", "head_dropout"], why)
-        idle(m, "model", "attention_dropout", "with model.family='t5' (T5 has one dropout rate: model.dropout)")
+        idle(m, "model", "attention_dropout", f"with model.family={m.family!r} (T5 has one dropout rate: "
+                                              f"model.dropout)")
         if task.generate_max_tokens is not None:
             idle(m, "model", "max_new_tokens", f"with task.generate_max_tokens={task.generate_max_tokens} (the "
                                                f"task's decoding length wins)")
@@ -347,27 +358,20 @@ def check_model_applies(m, task, seq2seq: bool) -> None:
                  default=file_value("model", m.name, "head_dropout"))
 
 
-# task.<key>: the task kinds (task.type) that read it
-KIND_KEYS = {"span_qa": ["doc_stride", "n_best", "max_answer_length", "null_threshold", "allow_no_answer",
-                         "no_answer_text"],
-             "token_classification": ["tokens_field", "tags_field", "tag_scheme", "tag_types", "predicate_field"],
-             "multiple_choice": ["choice_fields"], "generation": ["target"]}
-KIND_KEYS_SHARED = {"answers_field": ("span_qa", "record"), "group_field": ("classification", "multiple_choice",
-                                                                           "regression")}
 TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_max_tokens"]  # T5 only
 
 
 def check_task_applies(task, seq2seq: bool) -> None:
-    for kind, keys in KIND_KEYS.items():
-        if task.type != kind:
-            idle(task, "task", keys, f"with task.type={task.type!r} (read by {kind} tasks only)")
-    for key, kinds in KIND_KEYS_SHARED.items():
-        if task.type not in kinds:
-            idle(task, "task", key, f"with task.type={task.type!r} (read by {' and '.join(kinds)} tasks only)")
+    from .task_kinds import KINDS, get_kind  # each kind says which kind-specific task.* keys it reads (`reads`)
+    own = get_kind(task).reads
+    for key in dict.fromkeys(key for kind in KINDS.values() for key in kind.reads):
+        if key not in own:
+            readers = " and ".join(name for name, kind in KINDS.items() if key in kind.reads)
+            idle(task, "task", key, f"with task.type={task.type!r} (read by {readers} tasks only)")
     if task.type == "span_qa":
         if seq2seq:
             idle(task, "task", ["doc_stride", "n_best", "max_answer_length", "null_threshold"],
-                 "with model.family='t5' (span QA as text-to-text: the answer is generated, not a scored span)")
+                 "with a text-to-text model (span QA as text-to-text: the answer is generated, not a scored span)")
         else:
             idle(task, "task", "no_answer_text", "with an encoder model (the T5 target of unanswerable questions)")
             if not task.allow_no_answer:
@@ -416,7 +420,7 @@ def check_trainer_applies(t) -> None:
 def check_applicable(cfg, computes_scores: bool = False) -> None:
     """Every option that does not apply to the config's choices is at its default (see the rules above);
     `computes_scores`: the schedule.* keys of the activation scores are read anyway (tools/scores.py)."""
-    seq2seq = cfg.model.family == "t5"
+    seq2seq = model_family(cfg.model.family).seq2seq
     check_prompt_applies(cfg.prompt)
     check_schedule_applies(cfg.schedule, cfg.prompt.type, seq2seq, computes_scores)
     check_model_applies(cfg.model, cfg.task, seq2seq)
@@ -483,12 +487,12 @@ def check_config(cfg, run_dir: Path | str | None = None, computes_scores: bool =
 
 
 def _check_all(cfg, run_dir, computes_scores: bool = False) -> None:
-    seq2seq = cfg.model.family == "t5"
     check_trainer(cfg.trainer)
     check_optim(cfg.optim)
-    check_task(cfg.task, seq2seq)
     check_prompt(cfg.prompt, cfg.task)
     check_schedule(cfg.schedule)
+    seq2seq = model_family(cfg.model.family).seq2seq
+    check_task(cfg.task, seq2seq)
     check_applicable(cfg, computes_scores)
     check_model(cfg.model, cfg.task)
     check_device(cfg.trainer.device)

@@ -33,6 +33,7 @@ from fpt.flops import step_flops
 from fpt.growth import Growth, gated_layers, reduces_decoder, resolve_stages, stage_shape
 from fpt.models import build_model, get_family, load_tokenizer, resolve_path
 from fpt.task_kinds import get_kind
+from fpt.prompt_methods import prompt_method
 
 # Architectures of the hub models the configs name, so FLOPs need neither weights nor the network.
 _T5 = dict(model_type="t5", d_kv=64, vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
@@ -202,8 +203,9 @@ def meta_batch(seq2seq: bool, batch: int, src_len: int, tgt_len: int) -> dict:
 # --------------------------------------------------------------------------- python -m tools.flops_check
 def _prompt_shape(cfg) -> dict:
     """The prompt's step_flops keywords from the config (no model built)."""
-    return {"shallow": cfg.prompt.length if cfg.prompt.type == "shallow" else 0,
-            "deep": cfg.prompt.length if cfg.prompt.type == "deep" else 0, "backbone_trains": cfg.prompt.type == "none"}
+    method = prompt_method(cfg.prompt.type)
+    return {"shallow": cfg.prompt.length if method.input_tokens else 0,
+            "deep": cfg.prompt.length if method.layer_prefix else 0, "backbone_trains": method.trains_backbone}
 
 
 def _stage_shapes(cfg, dims: dict, total_steps: int) -> list[tuple[int, int, dict]]:
@@ -212,7 +214,7 @@ def _stage_shapes(cfg, dims: dict, total_steps: int) -> list[tuple[int, int, dic
         return []
     stages = resolve_stages(cfg.schedule, dims, total_steps,
                             reduces_decoder(cfg.schedule, get_kind(cfg.task).generates_text))
-    gated = gated_layers(stages, dims, cfg.schedule.new_layer_prefix, cfg.prompt.type == "deep")
+    gated = gated_layers(stages, dims, cfg.schedule.new_layer_prefix, prompt_method(cfg.prompt.type).layer_prefix)
     return [(st.start, st.end, stage_shape(st, gated)) for st in stages]
 
 
@@ -272,7 +274,7 @@ def check_stages(cfg, src_len: int, tgt_len: int, batch: int = 1) -> list[dict]:
         growth.enter(stages[k].start if stages else 0)
         model.train()
         measured = measured_flops(model, meta_batch(model.family.seq2seq, batch, src_len, tgt_len))
-        analytic = step_flops(dims, batch, src_len, tgt, backbone_trains=cfg.prompt.type == "none",
+        analytic = step_flops(dims, batch, src_len, tgt, backbone_trains=prompt_method(cfg.prompt.type).trains_backbone,
                               **model.flops_shape(), **growth.current_shape(dims))
         rows.append({"stage": k, "ptflops": measured, "analytic": analytic, "ratio": measured / analytic})
     return rows

@@ -8,18 +8,19 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoToken
 import torch
 
 from ..extras import require
-from ..prompts import PREFIX_ATTENTION, PROMPT_TYPES, captured_keys_values
-from .bert import BertFamily
+from ..prompt_methods import prompt_method
+from ..prompts import PREFIX_ATTENTION, captured_keys_values
+from .bert import BertFamily  # each family module registers its family when imported
 from .deberta import DebertaFamily
-from .family import FFN, Family
+from .family import FAMILIES, FFN, Family, family_named, register_family
 from .t5 import T5Family
 from .wrappers import PromptedSeq2Seq
 
-FAMILIES: dict[str, Family] = {"bert": BertFamily(), "t5": T5Family(), "deberta": DebertaFamily()}
 # what a deep prompt reaches: model.family -> models, each with model.attn_implementation sdpa or eager
 SUPPORTED = "bert (BERT, RoBERTa, MiniLM), t5 (T5, T5 v1.1 / LM-adapt), deberta (DeBERTa-v2, DeBERTa-v3)"
 
-__all__ = ["FAMILIES", "FFN", "Family", "build_model", "check_prefix_reaches", "load_backbone", "load_tokenizer",
+__all__ = ["FAMILIES", "FFN", "BertFamily", "DebertaFamily", "Family", "T5Family", "build_model", "family_named",
+           "register_family", "check_prefix_reaches", "load_backbone", "load_tokenizer",
            "resolve_path"]
 
 
@@ -33,37 +34,20 @@ def resolve_path(name: str) -> str:
 
 
 def get_family(model_cfg) -> Family:
-    if model_cfg.family not in FAMILIES:
-        raise ValueError(f"model.family={model_cfg.family!r} is not one of {sorted(FAMILIES)}")
-    return FAMILIES[model_cfg.family]
+    return family_named(model_cfg.family)
 
 
 def load_tokenizer(model_cfg):
     return AutoTokenizer.from_pretrained(resolve_path(model_cfg.tokenizer or model_cfg.name_or_path))
 
 
-def _dropout_overrides(model_cfg, family: Family) -> dict:
-    """Config overrides for model.dropout (every dropout) and model.attention_dropout (attention probabilities)."""
-    p, attention = model_cfg.dropout, model_cfg.attention_dropout
-    if family.name == "t5":
-        if attention is not None:
-            raise ValueError("model.attention_dropout: T5 has one dropout rate (model.dropout); leave it null")
-        return {} if p is None else {"dropout_rate": p}
-    out = {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
-    if attention is not None:
-        out["attention_probs_dropout_prob"] = attention
-    return out
-
-
 def load_backbone(model_cfg, deep_prompt: bool):
     """The pretrained (or config-built) model; deep prompts need our prefix attention kernel."""
     family = get_family(model_cfg)
-    if model_cfg.attn_implementation not in PREFIX_ATTENTION:
-        raise ValueError(f"model.attn_implementation={model_cfg.attn_implementation!r}: expected sdpa or eager")
     if family.hf_attn_implementation:  # the family runs its own attention and injects the prefix itself
         attn = family.hf_attn_implementation
     else:
-        attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else model_cfg.attn_implementation
+        attn = PREFIX_ATTENTION[model_cfg.attn_implementation] if deep_prompt else str(model_cfg.attn_implementation)
     try:
         backbone = _load(model_cfg, family, attn)
     except ValueError as err:  # e.g. "DebertaV2Model does not support an attention implementation through sdpa"
@@ -80,7 +64,7 @@ def load_backbone(model_cfg, deep_prompt: bool):
 
 def _load(model_cfg, family: Family, attn: str):
     model_cls = AutoModelForSeq2SeqLM if family.seq2seq else AutoModel
-    extra = _dropout_overrides(model_cfg, family)
+    extra = family.dropout_overrides(model_cfg.dropout, model_cfg.attention_dropout)
     if model_cfg.from_config:
         settings = dict(model_cfg.from_config)
         config = AutoConfig.for_model(settings.pop("model_type"), **settings, **extra)
@@ -138,12 +122,11 @@ def build_model(model_cfg, prompt_cfg, task, tokenizer, num_labels: int | None =
     fpt/models/checkpointing.py), in the bottom `checkpoint_layers` fraction of each layer stack
     (trainer.checkpoint_layers)."""
     family = get_family(model_cfg)
-    if prompt_cfg.type not in PROMPT_TYPES:
-        raise ValueError(f"prompt.type={prompt_cfg.type!r}: expected one of {', '.join(PROMPT_TYPES)}")
+    method = prompt_method(prompt_cfg.type)  # an unregistered prompt.type fails here, naming the registered ones
     if kind is None and not family.seq2seq:
         raise ValueError("build_model: a BERT-family model needs the task's kind for its head: "
                          "kind=fpt.task_kinds.get_kind(task)")
-    backbone = load_backbone(model_cfg, deep_prompt=prompt_cfg.type == "deep")
+    backbone = load_backbone(model_cfg, deep_prompt=method.layer_prefix)
     if family.seq2seq:
         return PromptedSeq2Seq(backbone, family, prompt_cfg, tokenizer, model_cfg, gradient_checkpointing,
                                checkpoint_layers)

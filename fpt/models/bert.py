@@ -1,11 +1,11 @@
 """BERT-like encoders (BERT, RoBERTa, MiniLM): where attention, layers and FFNs live."""
 from transformers.models.bert.modeling_bert import eager_attention_forward
 
-from .family import FFN, Family
+from .family import FFN, Family, register_family
 
 
+@register_family("bert")
 class BertFamily(Family):
-    name = "bert"
     seq2seq = False
     eager_attention = staticmethod(eager_attention_forward)
 

@@ -33,8 +33,8 @@ from transformers.models.deberta_v2.modeling_deberta_v2 import DisentangledSelfA
 
 from ..prompts import gate_values, gated_output
 from .bert import BertFamily
+from .family import register_family
 
-KERNELS = ("sdpa", "eager")
 
 
 class PrefixDisentangledSelfAttention(DisentangledSelfAttention):
@@ -133,16 +133,14 @@ def _mask_of_the_tokens(embeddings, args, kwargs):
     return args, kwargs
 
 
+@register_family("deberta")
 class DebertaFamily(BertFamily):
     """Laid out as BERT (encoder.layer[i].attention.self, intermediate/output FFN); its own attention module."""
 
-    name = "deberta"
     seq2seq = False
     hf_attn_implementation = "eager"  # DeBERTa's only one in transformers; ours are chosen by fpt_kernel
 
     def prepare(self, backbone, attn_implementation: str) -> None:
-        if attn_implementation not in KERNELS:
-            raise ValueError(f"model.attn_implementation={attn_implementation!r}: DeBERTa takes one of {KERNELS}")
         for name, module in self.attention_sites(backbone):
             if not isinstance(module, DisentangledSelfAttention):
                 raise ValueError(f"family deberta expects DeBERTa-v2/v3 attention (DisentangledSelfAttention of "

@@ -1,7 +1,8 @@
 """What the rest of fpt needs to know about a model family, in one small interface.
 
-One subclass per family (bert.py, t5.py): where the attention modules, the layer stacks and the
-FFNs live. Adding another family (DeBERTa, ...) means writing one such file and registering it.
+One subclass per family (bert.py, t5.py, deberta.py): where the attention modules, the layer stacks and the
+FFNs live, registered as model.family with `@register_family(name)`. Adding another family means writing one such
+file (imported by fpt/models/__init__.py).
 """
 from __future__ import annotations
 
@@ -39,6 +40,26 @@ class FFN:
         return a * projs[1](h) if len(projs) == 2 else a
 
 
+FAMILIES: dict[str, Family] = {}  # model.family -> its Family
+
+
+def register_family(name: str):
+    """Class decorator: an instance of the Family subclass is model.family `name`."""
+    def register(cls):
+        if name in FAMILIES:
+            raise ValueError(f"model family {name!r} is registered twice")
+        cls.name = name
+        FAMILIES[name] = cls()
+        return cls
+    return register
+
+
+def family_named(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"model.family={name!r}: expected one of {list(FAMILIES)}")
+    return FAMILIES[name]
+
+
 class Family:
     name: str = ""
     seq2seq: bool = False
@@ -47,6 +68,14 @@ class Family:
 
     def prepare(self, backbone, attn_implementation: str) -> None:
         """Make a freshly loaded backbone ready for prompts (DeBERTa: its own prefix attention)."""
+
+    def dropout_overrides(self, dropout: float | None, attention_dropout: float | None) -> dict:
+        """HF config overrides for model.dropout (every dropout) and model.attention_dropout (attention
+        probabilities), in BERT's key names."""
+        out = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        if attention_dropout is not None:
+            out["attention_probs_dropout_prob"] = attention_dropout
+        return out
 
     def attention_sites(self, backbone) -> list[tuple[str, nn.Module]]:
         """(site name, attention module) pairs that get a deep-prompt prefix, in a fixed order."""

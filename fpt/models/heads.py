@@ -16,8 +16,6 @@ class PooledHead(nn.Module):
 
     def __init__(self, hidden: int, outputs: int, dropout: float, pooler: nn.Module | None, pooling: str = "pooler"):
         super().__init__()
-        if pooling not in ("pooler", "cls", "mean"):
-            raise ValueError(f"model.pooling={pooling!r}: expected pooler, cls or mean")
         self.pooler = [pooler if pooling == "pooler" else None]  # a list: the frozen pooler is not registered twice
         self.mean = pooling == "mean"
         self.dropout = nn.Dropout(dropout)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..prompt_methods import prompt_method
 from ..prompts import DeepPrompt, ShallowPrompt
 from ..retrieval.search import maxsim
 from .wrappers import PromptedEncoder
@@ -61,11 +62,12 @@ class BiEncoder(PromptedEncoder):
         self._passage = False  # encoding passages (their own prompt when not shared)
         self.embedding_cache = None  # eval.py run=...: passage vectors of this checkpoint (attach_cache)
         if not self.shared:
-            if prompt_cfg.type == "deep":
+            method = prompt_method(prompt_cfg.type)
+            if method.layer_prefix:
                 self.passage_deep = DeepPrompt(self.deep.num_sites, self.deep.length, self.deep.num_heads,
                                                self.deep.head_dim, prompt_cfg.projection, prompt_cfg.projection_hidden,
                                                prompt_cfg.dropout)
-            elif prompt_cfg.type == "shallow":
+            elif method.input_tokens:
                 self.passage_shallow = ShallowPrompt(self.shallow.length, self.shallow.embeds.shape[1], "uniform",
                                                      init_range=prompt_cfg.init_range)
             elif gradient_checkpointing:

@@ -1,13 +1,18 @@
 """T5-like encoder-decoders (T5, T5 v1.1 / LM-adapt): where attention, layers and FFNs live."""
 from transformers.models.t5.modeling_t5 import eager_attention_forward
 
-from .family import FFN, Family
+from .family import FFN, Family, register_family
 
 
+@register_family("t5")
 class T5Family(Family):
-    name = "t5"
     seq2seq = True
     eager_attention = staticmethod(eager_attention_forward)
+
+    def dropout_overrides(self, dropout, attention_dropout):
+        if attention_dropout is not None:
+            raise ValueError("model.attention_dropout: T5 has one dropout rate (model.dropout); leave it null")
+        return {} if dropout is None else {"dropout_rate": dropout}
 
     def attention_sites(self, backbone):
         sites = [(f"encoder.{i}.self", b.layer[0].SelfAttention) for i, b in enumerate(backbone.encoder.block)]

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..prompt_methods import prompt_method
 from ..prompts import DeepPrompt, ShallowPrompt, captured_keys_values
 from . import checkpointing
 
@@ -29,20 +30,19 @@ class PromptedModel(nn.Module):
         for module in self.sites:
             module.fpt_eager = family.eager_attention  # the kernel "fpt_eager" wraps for this family
         self.shallow = self.deep = None
-        if prompt_cfg.type == "shallow":
+        method = prompt_method(prompt_cfg.type)
+        if method.input_tokens:
             ids = _init_token_ids(prompt_cfg, tokenizer, dims["vocab"])
             self.shallow = ShallowPrompt(prompt_cfg.length, dims["hidden"], prompt_cfg.init,
                                          self._token_vectors, ids, prompt_cfg.init_range)
-        elif prompt_cfg.type == "deep":
+        elif method.layer_prefix:
             self.deep = DeepPrompt(len(self.site_names), prompt_cfg.length, dims["heads"], dims["head_dim"],
                                    prompt_cfg.projection, prompt_cfg.projection_hidden, prompt_cfg.dropout)
             if prompt_cfg.init in ("vocab", "text"):
                 self._init_deep_from_tokens(_init_token_ids(prompt_cfg, tokenizer, dims["vocab"]))
-            elif prompt_cfg.init != "normal":
-                raise ValueError(f"prompt.init={prompt_cfg.init!r}: deep prompts take normal, vocab or text")
-        if prompt_cfg.type != "none":
+        if not method.trains_backbone:
             backbone.requires_grad_(False)
-        if prompt_cfg.type == "bitfit":  # BitFit (Ben Zaken et al.): every bias of the backbone trains
+        if method.trains_biases:  # BitFit (Ben Zaken et al.): every bias of the backbone trains
             for name, param in backbone.named_parameters():
                 if name.endswith(".bias"):
                     param.requires_grad_(True)

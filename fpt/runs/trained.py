@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from ..prompt_methods import prompt_method
 from .checkpoint import read_tensors
 
 FORMAT = "fpt-trainable"
@@ -41,7 +42,7 @@ def fpt_version() -> str:
 def backbone_digest(model) -> str:
     """A short hash of the frozen backbone's first 256 input-embedding rows: tells random (from_config) backbones
     of different seeds, and different checkpoints behind one name, apart. Empty when the backbone trains."""
-    if model.prompt_type == "none":
+    if prompt_method(model.prompt_type).trains_backbone:
         return ""
     weight = model.backbone.get_input_embeddings().weight[:256]
     return hashlib.sha256(weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()[:16]
@@ -51,13 +52,14 @@ def tensor_metadata(cfg, model, **extra) -> dict[str, str]:
     """The header of a trained-tensor file for this run's config and model (safetensors wants str -> str)."""
     from_config = cfg.model.from_config
     plain = OmegaConf.to_container(from_config, resolve=True) if from_config is not None else None
+    method = prompt_method(cfg.prompt.type)
     meta = {
         "format": FORMAT, "fpt_version": fpt_version(),
         "model_name": cfg.model.name, "model_name_or_path": cfg.model.name_or_path, "family": cfg.model.family,
         "model_from_config": json.dumps(plain, sort_keys=True) if plain is not None else "",
         "backbone_digest": backbone_digest(model),
-        "prompt_type": cfg.prompt.type, "prompt_length": str(cfg.prompt.length if cfg.prompt.type != "none" else 0),
-        "prompt_projection": str(bool(cfg.prompt.projection and cfg.prompt.type == "deep")).lower(),
+        "prompt_type": cfg.prompt.type, "prompt_length": str(0 if method.trains_backbone else cfg.prompt.length),
+        "prompt_projection": str(bool(cfg.prompt.projection and method.layer_prefix)).lower(),
         "task": cfg.task.name, "task_type": cfg.task.type, "labels": json.dumps(list(cfg.task.labels)),
         "keys": json.dumps(sorted(model.trainable_state_dict())),
     }

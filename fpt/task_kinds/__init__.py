@@ -1,6 +1,7 @@
 """Task kinds: how a task's rows become features, which head (BERT) or target text (T5), and how
 predictions become metrics and prediction records. One module per kind, named as its task.type, holding a
-`Kind` subclass (base.py) and its instance `KIND`; `get_kind(task)` picks it by `task.type`.
+`Kind` subclass (base.py) registered with `@register_kind("<task.type>")`; `get_kind(task)` looks it up. A new kind
+is a new module here, imported below.
 
 | task.type            | BERT-family head                     | T5 (text-to-text)                         |
 |----------------------|--------------------------------------|-------------------------------------------|
@@ -15,14 +16,17 @@ predictions become metrics and prediction records. One module per kind, named as
 """
 from __future__ import annotations
 
-import importlib
+from .base import KINDS, Kind, get_kind, register_kind
+# each kind module registers its Kind when imported
+from .classification import Classification
+from .generation import Generation
+from .multiple_choice import MultipleChoice
+from .record import Record
+from .regression import Regression
+from .retrieval import Retrieval
+from .span_qa import SpanQA
+from .token_classification import TokenClassification
 
-KINDS = ("classification", "regression", "multiple_choice", "record", "token_classification", "span_qa",
-         "generation", "retrieval")  # task.type = the module fpt/task_kinds/<type>.py
+__all__ = ["KINDS", "Classification", "Generation", "Kind", "MultipleChoice", "Record", "Regression", "Retrieval",
+           "SpanQA", "TokenClassification", "get_kind", "register_kind"]
 
-
-def get_kind(task):
-    """The Kind object for task.type (its module imported on first use)."""
-    if task.type not in KINDS:
-        raise ValueError(f"task {task.name}: task.type={task.type!r} is not one of {sorted(KINDS)}")
-    return importlib.import_module(f"{__name__}.{task.type}").KIND

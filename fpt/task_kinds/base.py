@@ -18,6 +18,26 @@ from ..tasks import TaskDataError, text
 
 CHECK_ROWS = 20  # rows encoded first, so a wrong column or label fails before any heavy work
 
+KINDS: dict[str, Kind] = {}  # task.type -> its Kind (fpt/task_kinds/__init__.py imports every kind module)
+
+
+def register_kind(name: str):
+    """Class decorator: an instance of the Kind subclass is task.type `name`."""
+    def register(cls):
+        if name in KINDS:
+            raise ValueError(f"task kind {name!r} is registered twice")
+        cls.name = name
+        KINDS[name] = cls()
+        return cls
+    return register
+
+
+def get_kind(task) -> Kind:
+    """The registered Kind of task.type."""
+    if task.type not in KINDS:
+        raise ValueError(f"task {task.name}: task.type={task.type!r}: expected one of {list(KINDS)}")
+    return KINDS[task.type]
+
 
 class Kind:
     name = ""
@@ -25,6 +45,7 @@ class Kind:
     t5 = True     # has a text-to-text form
     generates_text = False  # its T5 targets are free text (not label words): growth shrinks the decoder too
     no_answer_metric_keys: tuple = ()  # metric keys added when task.allow_no_answer (span QA)
+    reads: tuple = ()  # the kind-specific task.* keys it reads (another kind's stay at their defaults: fpt/validate.py)
 
     # ---------------------------------------------------------------- config checks
     def check_config(self, task, seq2seq: bool) -> None:

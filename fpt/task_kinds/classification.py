@@ -9,8 +9,8 @@ from __future__ import annotations
 from ..metrics import UNREADABLE
 from ..batching import Features
 from ..tasks import label_index, text, text_fields
+from .base import Kind, register_kind
 from .encode import encode_pairs
-from .base import Kind
 
 
 def label_from_text(task, generated: str):
@@ -24,9 +24,9 @@ def label_from_text(task, generated: str):
     return names.index(squeeze(generated)) if squeeze(generated) in names else UNREADABLE
 
 
+@register_kind("classification")
 class Classification(Kind):
-    name = "classification"
-
+    reads = ("group_field",)
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         if not task.labels:
@@ -101,6 +101,3 @@ class Classification(Kind):
 
     def text_record(self, task, generated, reference):
         return self.label_name(task, self.from_text(task, generated)), self.label_name(task, reference)
-
-
-KIND = Classification()

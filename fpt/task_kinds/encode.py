@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..batching import Features
 from ..tasks import TaskDataError, text
-from . import get_kind
+from .base import get_kind
 
 
 def encode_pairs(task, rows: list[dict], tokenizer, fields: list[str], truncation=True) -> list[dict]:

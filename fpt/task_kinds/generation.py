@@ -6,11 +6,12 @@ are cut at task.max_target_length tokens. Any text metric works (XSum: ROUGE-1/2
 from __future__ import annotations
 
 from ..tasks import text
-from .base import Kind
+from .base import Kind, register_kind
 
 
+@register_kind("generation")
 class Generation(Kind):
-    name = "generation"
+    reads = ("target",)
     bert = False
     generates_text = True
 
@@ -27,6 +28,3 @@ class Generation(Kind):
 
     def from_text(self, task, generated):
         return generated.strip()
-
-
-KIND = Generation()

@@ -10,14 +10,14 @@ import math
 
 from ..batching import Features
 from ..tasks import TaskDataError, column, label_index, text, text_fields
+from .base import Kind, register_kind
 from .encode import encode_pairs
-from .base import Kind
 from .classification import Classification
 
 
+@register_kind("multiple_choice")
 class MultipleChoice(Classification):
-    name = "multiple_choice"
-
+    reads = ("group_field", "choice_fields")
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         if not seq2seq and len(task.choice_fields) < 2:
@@ -67,6 +67,3 @@ class MultipleChoice(Classification):
         return list(outputs), list(features.meta), scores
 
     text_record = Kind.text_record  # T5 records: the choice index itself, as the BERT ones
-
-
-KIND = MultipleChoice()

@@ -14,8 +14,8 @@ import re
 from ..batching import Features
 from ..metrics import compute_metrics
 from ..tasks import TaskDataError, column, text_fields
+from .base import Kind, register_kind
 from .encode import encode_pairs
-from .base import Kind
 
 
 def clean_passage(passage: str) -> str:
@@ -28,8 +28,9 @@ def _unique(values) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+@register_kind("record")
 class Record(Kind):
-    name = "record"
+    reads = ("answers_field",)
     generates_text = True
 
     def _row(self, task, row) -> dict:
@@ -98,6 +99,3 @@ class Record(Kind):
 
     def from_text(self, task, generated):
         return generated.strip()
-
-
-KIND = Record()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..tasks import TaskDataError, column
-from .base import Kind
+from .base import Kind, register_kind
 from .classification import Classification
 
 
@@ -22,9 +22,8 @@ def _number(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
+@register_kind("regression")
 class Regression(Classification):
-    name = "regression"
-
     def check_config(self, task, seq2seq):
         Kind.check_config(self, task, seq2seq)  # no label list, no verbalizers
 
@@ -62,6 +61,3 @@ class Regression(Classification):
 
     def confidences(self, task, batch, logits):
         return [None] * logits.shape[0]  # the prediction is itself the score
-
-
-KIND = Regression()

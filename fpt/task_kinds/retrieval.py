@@ -19,12 +19,7 @@ from ..readers.common import FormatError
 from ..retrieval.measures import MEASURES, expected_calibration_error
 from ..retrieval.negatives import bm25_negatives
 from ..tasks import TaskDataError, resolve_data_dir
-from .base import Kind
-
-ARCHS = ("dpr", "colbert")
-POOLINGS = ("cls", "mean")
-SIMILARITIES = ("dot", "cosine")
-NEGATIVE_SOURCES = ("qrels", "bm25")
+from .base import Kind, register_kind
 
 
 def corpus_of(task, rows: list[dict]) -> dict[str, dict]:
@@ -44,8 +39,8 @@ def passage_text(passage: dict) -> str:
     return f"{passage['title']} {passage['text']}".strip()
 
 
+@register_kind("retrieval")
 class Retrieval(Kind):
-    name = "retrieval"
     t5 = False
 
     def __init__(self):
@@ -54,12 +49,6 @@ class Retrieval(Kind):
     def check_config(self, task, seq2seq):
         super().check_config(task, seq2seq)
         r = task.retriever
-        checks = [("task.retriever.arch", r.arch, ARCHS), ("task.retriever.pooling", r.pooling, POOLINGS),
-                  ("task.retriever.similarity", r.similarity, SIMILARITIES),
-                  ("task.negatives", task.negatives, NEGATIVE_SOURCES)]
-        for key, value, choices in checks:
-            if value not in choices:
-                raise ValueError(f"task {task.name}: {key}={value!r}: expected one of {list(choices)}")
         from ..retrieval.search import backend  # lazy: imports torch; this check runs in fpt/validate.py
         backend(r.search)
         for key, value in [("task.retriever.query_max_length", r.query_max_length), ("task.retriever.top_k", r.top_k),
@@ -222,6 +211,3 @@ class Retrieval(Kind):
         """Prediction records as a TREC run: `query-id Q0 passage-id rank score tag`, one line per passage."""
         return "".join(f"{r['id']} Q0 {pid} {rank} {score} {tag}\n" for r in records
                        for rank, (pid, score) in enumerate(r["prediction"], 1))
-
-
-KIND = Retrieval()

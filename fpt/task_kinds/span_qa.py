@@ -13,11 +13,13 @@ import math
 from ..metrics import compute_metrics, squad_v2_best_thresh
 from ..batching import Features
 from ..tasks import TaskDataError, column, text, text_fields
-from .base import Kind
+from .base import Kind, register_kind
 
 
+@register_kind("span_qa")
 class SpanQA(Kind):
-    name = "span_qa"
+    reads = ("answers_field", "doc_stride", "n_best", "max_answer_length", "null_threshold", "allow_no_answer",
+             "no_answer_text")
     generates_text = True
     # what the squad_v2 metric adds for unanswerable questions (task.allow_no_answer): checked at start-up
     no_answer_metric_keys = ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh")
@@ -142,6 +144,3 @@ class SpanQA(Kind):
     def from_text(self, task, generated):
         generated = generated.strip()
         return "" if generated.lower() == task.no_answer_text.strip().lower() else generated
-
-
-KIND = SpanQA()

@@ -18,7 +18,7 @@ import unicodedata
 from ..metrics import compute_metrics, iob1_to_iob2
 from ..batching import Features
 from ..tasks import TaskDataError, column, text
-from .base import Kind
+from .base import Kind, register_kind
 
 NO_SPANS = "none"
 
@@ -94,9 +94,9 @@ def tags_from_text(generated: str, words: list[str], types: list[str]) -> list[s
     return tags
 
 
+@register_kind("token_classification")
 class TokenClassification(Kind):
-    name = "token_classification"
-
+    reads = ("tokens_field", "tags_field", "tag_scheme", "tag_types", "predicate_field")
     def num_labels(self, task):
         return len(tag_labels(task))
 
@@ -104,8 +104,6 @@ class TokenClassification(Kind):
         super().check_config(task, seq2seq)
         if not tag_labels(task):
             raise ValueError(f"task {task.name}: give task.tag_types (e.g. [PER, ORG]) or task.labels (every IOB2 tag)")
-        if task.tag_scheme not in ("IOB1", "IOB2"):
-            raise ValueError(f"task {task.name}: task.tag_scheme={task.tag_scheme!r}: expected IOB1 or IOB2")
 
     def words_and_tags(self, task, row) -> tuple[list[str], list[str]]:
         """A row's words and IOB2 tags, checked against task.labels."""
@@ -219,6 +217,3 @@ class TokenClassification(Kind):
 
     def text_record(self, task, generated, reference):
         return self.from_text(task, generated), reference["tags"]
-
-
-KIND = TokenClassification()

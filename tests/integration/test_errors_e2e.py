@@ -34,6 +34,19 @@ def test_typo_end_to_end(tmp_path):
     assert "promt" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_bad_choice_end_to_end_names_the_key_and_the_choices(tmp_path):
+    proc = train(tmp_path / "run", "optim.name=sgd")  # a fixed choice (an enum in fpt/config.py): Hydra refuses it
+    assert proc.returncode == 1
+    assert "Invalid value 'sgd', expected one of [adamw, adafactor]" in proc.stderr, proc.stderr[-2000:]
+    assert "full_key: optim.name" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+    proc = train(tmp_path / "run", "prompt.type=deeep")  # a registered name (fpt/prompt_methods.py): start-up check
+    assert proc.returncode == 1
+    assert "ConfigError: prompt.type='deeep': expected one of ['none', 'shallow', 'deep', 'bitfit']" in proc.stderr, \
+        proc.stderr[-2000:]
+    leaves_nothing_complete(tmp_path / "run")
+
+
 @pytest.mark.parametrize("kind", ["a file in the way", "read-only folder", "a folder that takes no files"])
 def test_unwritable_run_folder_is_refused_before_hydra_writes(tmp_path, kind):
     if kind == "a folder that takes no files":  # exists, so Hydra's own failure was opening train.log there
