@@ -30,7 +30,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from . import CONF_DIR  # noqa: E402
 from .config import register_configs  # noqa: E402
 from .extras import MissingExtra  # noqa: E402
-from .runs.folder import RunFolderError  # noqa: E402
+from .runs.folder import RunFolderError, resolve_run_dir, run_config  # noqa: E402
 from .runs.results import check_start  # noqa: E402
 from .tasks import TaskDataError  # noqa: E402
 from .validate import ConfigError, check_writable  # noqa: E402
@@ -105,7 +105,7 @@ def evaluate(cfg) -> float:
     if cfg.run is None:  # RunFolderCheck made sure model= and task= are given
         from hydra import compose  # torch and the model code: imported once the command line composed
 
-        from .zero_shot import evaluate_untrained, train_overrides
+        from .zero_shot import evaluate_untrained, train_overrides  # lazy, as above
         train_cfg = compose(config_name="config", overrides=train_overrides(list(hc.overrides.task)))
         summary = evaluate_untrained(train_cfg, hc.runtime.output_dir, split=cfg.split, device=cfg.trainer.device,
                                      batch_size=cfg.trainer.eval_batch_size, bf16=cfg.trainer.bf16)
@@ -121,8 +121,7 @@ def evaluate(cfg) -> float:
 # --------------------------------------------------------------------------- before Hydra writes anything
 def check_eval_run(config) -> None:
     """eval.py's `run=` is a training run folder with a complete config.yaml and the checkpoint's tensors."""
-    from .runs.folder import resolve_run_dir, run_config
-    from .runs.trained import tensor_file
+    from .runs.trained import tensor_file  # lazy: it imports torch (this check runs before Hydra's job)
     if OmegaConf.select(config, "run") is None:
         if OmegaConf.select(config, "model") is not None and OmegaConf.select(config, "task.name") is not None:
             return  # zero-shot: the untrained model of model= and task= (fpt/zero_shot.py)

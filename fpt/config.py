@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from hydra import compose as hydra_compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+from . import CONF_DIR
 
 
 class Choice(str, Enum):
@@ -343,9 +346,6 @@ def register_configs() -> None:
 
 def compose(*overrides: str, config_name: str = "config"):
     """The config train.py would see for these command-line overrides (Hydra's compose API on fpt's tree)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from . import CONF_DIR
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))

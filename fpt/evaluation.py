@@ -13,11 +13,11 @@ import torch
 from . import distributed as dist
 from .metrics import METRICS, compute_metrics
 from .batching import map_sorted
+from .task_kinds import get_kind
 
 
 def metric_keys(task) -> set[str]:
     """The keys an evaluation of this task returns (dev split): each metric scores its registered sample."""
-    from .task_kinds import get_kind
     keys = set(get_kind(task).no_answer_metric_keys) if task.allow_no_answer else set()
     for name in task.metrics:
         if name not in METRICS:

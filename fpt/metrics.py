@@ -409,7 +409,7 @@ def rouge(predictions, references, use_stemmer=True):
 def retrieval(predictions, references):
     """nDCG@10, MRR@10, Recall@20/100 (ir-measures, as BEIR) of rankings ({passage id: score} per query) against
     qrels ({passage id: relevance} per query); fpt/retrieval/measures.py."""
-    from .retrieval.measures import ranking_metrics
+    from .retrieval.measures import ranking_metrics  # lazy: the retrieval extra (ir-measures)
     return ranking_metrics(predictions, references)
 
 def compute_metrics(names: list[str], predictions, references, **options) -> dict[str, float]:

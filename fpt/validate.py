@@ -27,7 +27,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from . import CONF_DIR
 from .config import ModelConfig, OptimConfig, PromptConfig, ScheduleConfig, TaskConfig, TrainerConfig
 from .extras import require
+from .metrics import METRICS
 from .prompt_methods import prompt_method
+from .task_kinds import KINDS, get_kind
+from .tasks import preload_rows
 
 
 class ConfigError(ValueError):
@@ -143,10 +146,8 @@ def check_task(task, seq2seq: bool) -> None:
              f"less than task.max_length={task.max_length} (the overlap of consecutive windows)")
         positive_int("task.n_best", task.n_best)
         positive_int("task.max_answer_length", task.max_answer_length)
-    from .metrics import METRICS
     for name in task.metrics:
         one_of("task.metrics[]", name, sorted(METRICS))
-    from .task_kinds import get_kind
     get_kind(task).check_config(task, seq2seq)
     if task.data_dir:
         for split in ["train", "eval", *task.test_splits]:
@@ -362,8 +363,7 @@ TEXT_TO_TEXT_KEYS = ["template", "verbalizers", "max_target_length", "generate_m
 
 
 def check_task_applies(task, seq2seq: bool) -> None:
-    from .task_kinds import KINDS, get_kind  # each kind says which kind-specific task.* keys it reads (`reads`)
-    own = get_kind(task).reads
+    own = get_kind(task).reads  # each kind says which kind-specific task.* keys it reads (`reads`)
     for key in dict.fromkeys(key for kind in KINDS.values() for key in kind.reads):
         if key not in own:
             readers = " and ".join(name for name, kind in KINDS.items() if key in kind.reads)
@@ -434,7 +434,7 @@ def check_device(name: str) -> None:
     """trainer.device names a device this machine has (auto, free and cpu always pass; torch only for cuda/mps)."""
     if name in ("auto", "cpu", "free"):
         return
-    import torch
+    import torch  # lazy: only a cuda/mps device name needs torch at start-up
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -470,8 +470,6 @@ def check_data(task, seq2seq: bool) -> None:
     """Local data files: each split read (kept for the Trainer) and its first rows checked against the task."""
     if not task.data_dir:
         return
-    from .task_kinds import get_kind
-    from .tasks import preload_rows
     kind = get_kind(task)
     for split in ["train", "eval", *task.test_splits]:
         kind.check_rows(task, preload_rows(task, split), seq2seq)

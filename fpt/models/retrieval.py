@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..prompt_methods import prompt_method
 from ..prompts import DeepPrompt, ShallowPrompt
+from ..retrieval.cache import EmbeddingCache
 from ..retrieval.search import maxsim
 from .wrappers import PromptedEncoder
 
@@ -148,5 +149,4 @@ class BiEncoder(PromptedEncoder):
 
     def attach_cache(self, folder, tensors) -> None:
         """Cache passage embeddings in `folder`, keyed by the trained-tensor file (fpt/retrieval/cache.py)."""
-        from ..retrieval.cache import EmbeddingCache
         self.embedding_cache = EmbeddingCache(folder, tensors)

@@ -43,7 +43,7 @@ def ranking_metrics(runs: list[dict], qrels: list[dict]) -> dict[str, float]:
 
 def expected_calibration_error(scores, correct, temperature: float, bins: int = ECE_BINS) -> float:
     """scores: [Q, k] top-k scores (a torch tensor), best first; correct: [Q] bool, the top-1 passage is relevant."""
-    import torch
+    import torch  # lazy: the ranking metrics (fpt/metrics.py, start-up checks) run without torch
     confidence = (scores.float() / temperature).softmax(-1)[:, 0]
     correct = correct.float()
     edges = torch.linspace(0, 1, bins + 1)

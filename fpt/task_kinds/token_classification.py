@@ -38,7 +38,7 @@ def pretokenized(tokenizer):
         tokenizer([["probe"]], is_split_into_words=True)
         return tokenizer
     except Exception:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: the start-up checks load kinds before transformers
         key = tokenizer.name_or_path
         if key not in _PRETOKENIZED:
             _PRETOKENIZED[key] = AutoTokenizer.from_pretrained(key, add_prefix_space=True)
