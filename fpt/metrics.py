@@ -18,15 +18,15 @@ unreadable answers is reported next to the metrics (fpt/task_kinds/base.py).
 scikit-learn and scipy are imported by the metrics that use them, so importing this module is cheap.
 """
 
+import inspect
 import re
 import string
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
-import inspect
-
 from .extras import require
+from .registry import Registry
 
 UNREADABLE = -1  # a generated answer that matches no verbalizer
 
@@ -50,7 +50,7 @@ class Metric:
         return self.fn(predictions, references, **options)
 
 
-METRICS: dict[str, Metric] = {}  # task.metrics names
+METRICS = Registry("metric", "task.metrics[]")  # task.metrics names
 
 
 def register_metric(name: str, *, sample: tuple):
@@ -61,9 +61,7 @@ def register_metric(name: str, *, sample: tuple):
                          f"start-up check scores")
 
     def register(fn):
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} is registered twice")
-        METRICS[name] = Metric(name, fn, sample)
+        METRICS.add(name, Metric(name, fn, sample))
         return fn
     return register
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROMPT_METHODS: dict[str, PromptMethod] = {}
+from .registry import Registry
+
+PROMPT_METHODS = Registry("prompt method", "prompt.type")
 
 
 @dataclass(frozen=True)
@@ -36,17 +38,13 @@ class PromptMethod:
 def register_prompt_method(name: str):
     """Class decorator: the PromptMethod subclass (its fields as class attributes) is prompt.type `name`."""
     def register(cls):
-        if name in PROMPT_METHODS:
-            raise ValueError(f"prompt method {name!r} is registered twice")
-        PROMPT_METHODS[name] = cls(name=name)
+        PROMPT_METHODS.add(name, cls(name=name))
         return cls
     return register
 
 
 def prompt_method(name: str) -> PromptMethod:
-    if name not in PROMPT_METHODS:
-        raise ValueError(f"prompt.type={name!r}: expected one of {list(PROMPT_METHODS)}")
-    return PROMPT_METHODS[name]
+    return PROMPT_METHODS.lookup(name)
 
 
 @register_prompt_method("none")

@@ -11,6 +11,8 @@ from typing import Callable
 
 from torch import nn
 
+from ..registry import Registry
+
 
 @dataclass
 class FFN:
@@ -40,24 +42,20 @@ class FFN:
         return a * projs[1](h) if len(projs) == 2 else a
 
 
-FAMILIES: dict[str, Family] = {}  # model.family -> its Family
+FAMILIES = Registry("model family", "model.family")  # model.family -> its Family
 
 
 def register_family(name: str):
     """Class decorator: an instance of the Family subclass is model.family `name`."""
     def register(cls):
-        if name in FAMILIES:
-            raise ValueError(f"model family {name!r} is registered twice")
         cls.name = name
-        FAMILIES[name] = cls()
+        FAMILIES.add(name, cls())
         return cls
     return register
 
 
 def family_named(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ValueError(f"model.family={name!r}: expected one of {list(FAMILIES)}")
-    return FAMILIES[name]
+    return FAMILIES.lookup(name)
 
 
 class Family:

@@ -12,31 +12,28 @@ The T5 path is the same for every kind: `source(row)` -> input text, `targets(ro
 """
 from __future__ import annotations
 
-from ..metrics import compute_metrics
 from ..batching import Features
+from ..metrics import compute_metrics
+from ..registry import Registry
 from ..tasks import TaskDataError, text
 
 CHECK_ROWS = 20  # rows encoded first, so a wrong column or label fails before any heavy work
 
-KINDS: dict[str, Kind] = {}  # task.type -> its Kind (fpt/task_kinds/__init__.py imports every kind module)
+KINDS = Registry("task kind", "task.type")  # task.type -> its Kind (fpt/task_kinds/__init__.py imports every kind module)
 
 
 def register_kind(name: str):
     """Class decorator: an instance of the Kind subclass is task.type `name`."""
     def register(cls):
-        if name in KINDS:
-            raise ValueError(f"task kind {name!r} is registered twice")
         cls.name = name
-        KINDS[name] = cls()
+        KINDS.add(name, cls())
         return cls
     return register
 
 
 def get_kind(task) -> Kind:
     """The registered Kind of task.type."""
-    if task.type not in KINDS:
-        raise ValueError(f"task {task.name}: task.type={task.type!r}: expected one of {list(KINDS)}")
-    return KINDS[task.type]
+    return KINDS.lookup(task.type, where=f"task {task.name}: ")
 
 
 class Kind:
