@@ -276,8 +276,11 @@ class Trainer:
         optim.max_grad_norm, optimizer and LR schedule steps. Returns the step's loss, averaged over DDP ranks.
         Benchmarks call it with batches of their own (benchmarks/memory.py, bench_peft.py)."""
         step = self.step if step is None else step
-        total_loss = 0.0
+        total_loss, given = 0.0, 0
         for k, batch in enumerate(batches):
+            given = k + 1
+            if given > self.tcfg.grad_accum:
+                raise ValueError(f"optimizer_step: more micro-batches than trainer.grad_accum={self.tcfg.grad_accum}")
             sync = k == self.tcfg.grad_accum - 1
             with (nullcontext() if sync else dist.no_sync(self.ddp_model)), self.autocast:
                 loss = self.ddp_model(batch)["loss"]
@@ -287,6 +290,9 @@ class Trainer:
             (loss / self.tcfg.grad_accum).backward()
             total_loss += loss.item() / self.tcfg.grad_accum
             self.train_flops += dist.total(self._flops(batch))  # what every rank's shard cost
+        if given != self.tcfg.grad_accum:  # a short step would scale its loss wrong and never sync DDP gradients
+            raise ValueError(f"optimizer_step: {given} micro-batches, expected trainer.grad_accum="
+                             f"{self.tcfg.grad_accum}")
         if self.cfg.optim.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.optim.max_grad_norm)
         self.optimizer.step()

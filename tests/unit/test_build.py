@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import GROWTH_STAGES, ROOT, TINY_FPT, compose
 
+from fpt.batching import collate
 from fpt.build import build
 from fpt.trainer import Trainer
 
@@ -25,6 +26,24 @@ def test_trainer_trains_the_parts_build_assembles(tmp_path):
     assert [p.shape for p in parts.trainable] == [p.shape for p in trainer.trainable]
     assert parts.stream.indices(3) == trainer.stream.indices(3)  # the same examples at every step
     assert len(parts.train_set) == len(trainer.train_set) and parts.optimizer is not trainer.optimizer
+
+
+def test_optimizer_step_takes_exactly_grad_accum_micro_batches(tmp_path):
+    """A benchmark's step is the run's step: fewer or more micro-batches than trainer.grad_accum is refused (its
+    loss would be scaled wrong and DDP would not sync), before the optimizer moves."""
+    cfg = compose("model=tiny-bert", "prompt=deep", "prompt.length=4", "trainer.max_steps=6", "trainer.threads=1",
+                  "trainer.grad_accum=2", "trainer.batch_size=4")
+    trainer = Trainer(cfg, tmp_path)
+    batches = [{k: v for k, v in collate([trainer.train_set[i] for i in (2 * j, 2 * j + 1)],
+                                          trainer.pad_id).items()} for j in range(3)]
+    before = _tensors(trainer.model)
+    for given in (batches[:1], batches):
+        with pytest.raises(ValueError, match="grad_accum=2"):
+            trainer.optimizer_step(iter(given))
+    trainer.optimizer.zero_grad(set_to_none=True)
+    assert all(torch.equal(before[k], v) for k, v in _tensors(trainer.model).items())
+    assert trainer.optimizer_step(iter(batches[:2])) > 0
+    assert any(not torch.equal(before[k], v) for k, v in _tensors(trainer.model).items())
 
 
 def test_without_training_build_gives_the_model_only(tmp_path):
